@@ -1,0 +1,798 @@
+"""The executor: runs a :class:`~engine._plan.Plan` as one worker of a cluster of N.
+
+Each core step becomes a node. Batches are pushed synchronously from the inputs through
+the nodes; every batch carries its epoch. After every round the worker recomputes each
+node's frontier in topological order and tells nodes whose frontier advanced, so they
+can close epochs (snapshot touched state) and, when their frontier becomes empty, run
+their end-of-stream logic.
+
+Exchange points (keyed stateful steps, partitioned sinks, ``redistribute``) go through
+an :class:`Exchange`. With one worker, :class:`LocalExchange` hands every batch straight
+back; the multi-process runtime plugs in an exchange over shared-memory rings.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from engine._plan import Plan, PlanStep
+from engine._progress import EOF_FRONTIER, FIRST_EPOCH, EpochClock, fold_frontiers
+from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
+from engine.inputs import (
+    AbortExecution,
+    DynamicSource,
+    FixedPartitionedSource,
+)
+from engine.operators._core import StatefulBatchLogic
+from engine.outputs import DynamicSink, FixedPartitionedSink
+
+__all__ = [
+    "TOMBSTONE",
+    "Exchange",
+    "ExecutionAborted",
+    "LocalExchange",
+    "NullSnapshots",
+    "SnapshotRecorder",
+    "Worker",
+    "WorkerConfig",
+    "owned_parts",
+]
+
+#: How long to wait before polling again a partition that returned an empty batch and
+#: asked for no particular awake time.
+EMPTY_POLL_COOLDOWN_S = 0.001
+#: Upper bound on one idle sleep, so the worker stays responsive to its environment.
+MAX_IDLE_SLEEP_S = 0.05
+
+
+class _Tombstone:
+    """Snapshot value of a key whose logic was discarded."""
+
+    def __repr__(self) -> str:
+        return "TOMBSTONE"
+
+    def __reduce__(self) -> str:
+        return "TOMBSTONE"
+
+
+TOMBSTONE = _Tombstone()
+
+
+class ExecutionAborted(Exception):
+    """A source raised :class:`~engine.inputs.AbortExecution`: stop without closing epochs."""
+
+
+class SnapshotRecorder(Protocol):
+    """Where snapshots go (the recovery store, or nowhere)."""
+
+    def resume_state(self, step_id: str, key: str) -> Any:
+        """The state to resume ``key`` of ``step_id`` from, or None."""
+
+    def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
+        """Remember the state of (step, key) at the close of ``epoch``."""
+
+    def commit(self, frontier: int) -> None:
+        """Everything before ``frontier`` is recorded; make it durable."""
+
+
+class NullSnapshots:
+    """Snapshots are taken (so user ``snapshot()`` code runs) but not kept."""
+
+    def resume_state(self, step_id: str, key: str) -> Any:
+        return None
+
+    def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
+        pass
+
+    def commit(self, frontier: int) -> None:
+        pass
+
+
+class Exchange(Protocol):
+    """Moves batches between workers at exchange points."""
+
+    def route(self, step: PlanStep, epoch: int, batch: list[Any]) -> list[Any]:
+        """Send the items of ``batch`` owned by other workers; return this worker's share."""
+
+    def remote_frontier(self, step: PlanStep) -> int:
+        """The oldest epoch other workers may still send to ``step`` (EOF if none)."""
+
+    def close_epochs(self, step: PlanStep, frontier: int) -> None:
+        """This worker will route nothing more to ``step`` before ``frontier``."""
+
+
+class LocalExchange:
+    """The exchange of a one-worker run: everything stays here."""
+
+    def route(self, step: PlanStep, epoch: int, batch: list[Any]) -> list[Any]:
+        return batch
+
+    def remote_frontier(self, step: PlanStep) -> int:
+        return EOF_FRONTIER
+
+    def close_epochs(self, step: PlanStep, frontier: int) -> None:
+        pass
+
+
+def owned_parts(parts: list[str], worker_index: int, worker_count: int) -> list[str]:
+    """The partitions a worker owns: every ``worker_count``-th, starting at its index.
+
+    Deterministic and balanced (counts differ by at most one between workers).
+
+    >>> owned_parts(["a", "b", "c", "d", "e"], 1, 2)
+    ['b', 'd']
+    """
+    return [p for i, p in enumerate(parts) if i % worker_count == worker_index]
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker needs to know about the run it belongs to."""
+
+    worker_index: int = 0
+    worker_count: int = 1
+    epoch_interval_s: float = 10.0
+    #: Monotonic time epochs are counted from (shared by all workers of a run).
+    start: float = field(default_factory=time.monotonic)
+    first_epoch: int = FIRST_EPOCH
+    #: Wall clock (UTC, seconds) used for notify timers and awake times.
+    wall_now: Callable[[], float] = time.time
+
+
+def _as_timestamp(when: datetime) -> float:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+class _Node:
+    """A running core step. Subclasses override what they need."""
+
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        self.step = step
+        self.step_id = step.step_id
+        self.worker = worker
+        self.frontier = worker.config.first_epoch
+        self.producers: list[_Node] = []
+        self.downstream: list[list[tuple[_Node, int]]] = [[] for _ in step.downs]
+
+    # -- data --------------------------------------------------------------------------
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        """Receive a non-empty batch of ``epoch`` on input ``port``."""
+        raise NotImplementedError
+
+    def emit(self, down: int, epoch: int, batch: list[Any]) -> None:
+        """Send a non-empty batch downstream; each extra consumer gets its own copy."""
+        consumers = self.downstream[down]
+        if len(consumers) == 1:
+            node, port = consumers[0]
+            node.push(port, epoch, batch)
+            return
+        copies = [batch] + [list(batch) for _ in consumers[1:]]
+        for (node, port), copy in zip(consumers, copies, strict=True):
+            node.push(port, epoch, copy)
+
+    # -- progress ----------------------------------------------------------------------
+    def upstream_frontier(self) -> int:
+        return fold_frontiers(p.frontier for p in self.producers)
+
+    def advance(self, frontier: int) -> None:
+        """The input frontier moved from ``self.frontier`` to ``frontier``."""
+        self.frontier = frontier
+
+    # -- timers ------------------------------------------------------------------------
+    def next_wake(self) -> float:
+        """Wall-clock time this node wants to be woken at (inf: never)."""
+        return math.inf
+
+    def wake(self, wall_now: float) -> bool:
+        """Run due timers; return whether anything happened."""
+        return False
+
+    def close(self) -> None:
+        """Release resources (partitions); called once, also after failures."""
+
+    # -- errors ------------------------------------------------------------------------
+    def failure(self, epoch: int, ex: BaseException, what: str = "") -> EngineRuntimeError:
+        """An error naming this step, the worker and the epoch, for user exception ``ex``."""
+        where = f"step {self.step_id!r} on worker {self.worker.config.worker_index}, epoch {epoch}"
+        if isinstance(ex, ItemTypeError):
+            return ItemTypeError(
+                f"{ex} ({where})",
+                step_id=self.step_id,
+                worker_index=self.worker.config.worker_index,
+                epoch=epoch,
+            )
+        detail = f" {what}" if what else ""
+        return EngineRuntimeError(
+            f"{where} failed{detail}: {type(ex).__name__}: {ex}. "
+            "The traceback of the original exception is shown above; fix the user code "
+            "of this step or the data reaching it.",
+            step_id=self.step_id,
+            worker_index=self.worker.config.worker_index,
+            epoch=epoch,
+        )
+
+
+class _InputNode(_Node):
+    """Polls this worker's partitions of a source."""
+
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.source = step.config["source"]
+        self.partitions: list[_Partition] = []
+        self.stateful = isinstance(self.source, FixedPartitionedSource)
+        #: Index of the partition to poll first (round-robin with untimed epochs).
+        self._cursor = 0
+
+    def open(self) -> None:
+        cfg = self.worker.config
+        try:
+            if isinstance(self.source, FixedPartitionedSource):
+                all_parts = list(self.source.list_parts())
+                for name in owned_parts(all_parts, cfg.worker_index, cfg.worker_count):
+                    resume = self.worker.snapshots.resume_state(self.step_id, name)
+                    part = self.source.build_part(self.step_id, name, resume)
+                    self.partitions.append(_Partition(name, part))
+            elif isinstance(self.source, DynamicSource):
+                dynamic = self.source.build(self.step_id, cfg.worker_index, cfg.worker_count)
+                self.partitions.append(_Partition(f"worker-{cfg.worker_index}", dynamic))
+        except Exception as ex:
+            raise self.failure(cfg.first_epoch, ex, "while building its partitions") from ex
+
+    @property
+    def live(self) -> bool:
+        return any(not p.eof for p in self.partitions)
+
+    def poll(self, epoch: int, wall_now: float) -> bool:
+        """Poll every due partition once; return whether any produced items."""
+        produced = False
+        count = len(self.partitions)
+        start = self._cursor
+        for offset in range(count):
+            p = self.partitions[(start + offset) % count]
+            if p.eof or p.awake_at > wall_now:
+                continue
+            try:
+                batch = p.part.next_batch()
+                if type(batch) is not list:
+                    batch = list(batch)
+                next_awake = p.part.next_awake()
+            except StopIteration:
+                self._partition_eof(p, epoch)
+                continue
+            except AbortExecution:
+                raise ExecutionAborted(self.step_id) from None
+            except Exception as ex:
+                raise self.failure(epoch, ex, f"reading partition {p.name!r}") from ex
+            if next_awake is not None:
+                p.awake_at = _as_timestamp(next_awake)
+            elif not batch:
+                p.awake_at = wall_now + EMPTY_POLL_COOLDOWN_S
+            if batch:
+                produced = True
+                self.emit(0, epoch, batch)
+                if not self.worker.clock.timed:
+                    # Untimed epochs: one batch per epoch; the next partition goes next.
+                    self._cursor = (start + offset + 1) % count
+                    return True
+        return produced
+
+    def _partition_eof(self, p: _Partition, epoch: int) -> None:
+        p.eof = True
+        self._snapshot_partition(p, epoch)
+        self._close_partition(p, epoch)
+
+    def _snapshot_partition(self, p: _Partition, epoch: int) -> None:
+        if not self.stateful:
+            return
+        try:
+            state = p.part.snapshot()
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"snapshotting partition {p.name!r}") from ex
+        self.worker.snapshots.record(self.step_id, p.name, epoch, state)
+
+    def _close_partition(self, p: _Partition, epoch: int) -> None:
+        if p.closed:
+            return
+        p.closed = True
+        try:
+            p.part.close()
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"closing partition {p.name!r}") from ex
+
+    def advance(self, frontier: int) -> None:
+        closed_epoch = frontier - 1 if frontier != EOF_FRONTIER else self.frontier
+        for p in self.partitions:
+            if not p.eof:
+                self._snapshot_partition(p, closed_epoch)
+        self.frontier = frontier
+
+    def next_wake(self) -> float:
+        return min((p.awake_at for p in self.partitions if not p.eof), default=math.inf)
+
+    def close(self) -> None:
+        for p in self.partitions:
+            if not p.closed:
+                p.closed = True
+                try:
+                    p.part.close()
+                except Exception:  # already failing or finishing; closing is best effort
+                    pass
+
+
+@dataclass
+class _Partition:
+    name: str
+    part: Any
+    awake_at: float = 0.0
+    eof: bool = False
+    closed: bool = False
+
+
+class _FlatMapBatchNode(_Node):
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.mapper = step.config["mapper"]
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        try:
+            out = self.mapper(batch)
+            if type(out) is not list:
+                out = list(out)
+        except Exception as ex:
+            raise self.failure(epoch, ex) from ex
+        if out:
+            self.emit(0, epoch, out)
+
+
+class _BranchNode(_Node):
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.predicate = step.config["predicate"]
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        try:
+            flags = list(map(self.predicate, batch))
+        except Exception as ex:
+            raise self.failure(epoch, ex) from ex
+        if not {type(f) for f in flags} <= {bool}:
+            bad = next(x for x, f in zip(batch, flags, strict=True) if type(f) is not bool)
+            flag = next(f for f in flags if type(f) is not bool)
+            wrong = ItemTypeError(
+                f"branch {self.step_id!r}: predicate must return a bool; it returned "
+                f"{item_repr(flag)} for item {item_repr(bad)}"
+            )
+            raise self.failure(epoch, wrong)
+        trues = [x for x, f in zip(batch, flags, strict=True) if f]
+        falses = [x for x, f in zip(batch, flags, strict=True) if not f]
+        if trues:
+            self.emit(0, epoch, trues)
+        if falses:
+            self.emit(1, epoch, falses)
+
+
+class _PassNode(_Node):
+    """``merge`` and, with one worker, ``redistribute``: items pass unchanged."""
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        self.emit(0, epoch, batch)
+
+
+class _InspectNode(_Node):
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.inspector = step.config["inspector"]
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        inspector, step_id, index = self.inspector, self.step_id, self.worker.config.worker_index
+        try:
+            for item in batch:
+                inspector(step_id, item, epoch, index)
+        except Exception as ex:
+            raise self.failure(epoch, ex) from ex
+        self.emit(0, epoch, batch)
+
+
+def _split_keyed(step_id: str, batch: list[Any]) -> dict[str, list[Any]]:
+    """Group ``(key, value)`` pairs by key, checking their shape; keys in arrival order."""
+    groups: dict[str, list[Any]] = {}
+    get = groups.get
+    try:
+        for key, value in batch:
+            values = get(key)
+            if values is None:
+                groups[key] = [value]
+            else:
+                values.append(value)
+    except (TypeError, ValueError):
+        pass  # diagnosed below
+    else:
+        if {type(k) for k in groups} <= {str} and {type(i) for i in batch} <= {tuple}:
+            return groups
+    for item in batch:
+        if not isinstance(item, tuple) or len(item) != 2:
+            msg = (
+                f"step {step_id!r} is keyed and needs (key, value) 2-tuples with a str key; "
+                f"got {type(item).__name__} {item_repr(item)}. Use op.key_on(...) or "
+                "op.map(...) to make (str, value) pairs before this step"
+            )
+            raise ItemTypeError(msg)
+        if not isinstance(item[0], str):
+            msg = (
+                f"step {step_id!r} is keyed and needs str keys; got key of type "
+                f"{type(item[0]).__name__} in item {item_repr(item)}. Convert the key with "
+                "str() (keys route by a stable hash of the str)"
+            )
+            raise ItemTypeError(msg)
+    return groups
+
+
+class _StatefulNode(_Node):
+    """``stateful_batch``: one logic per key, epoch-ordered, snapshots at epoch close."""
+
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.builder = step.config["builder"]
+        self.logics: dict[str, StatefulBatchLogic[Any, Any, Any]] = {}
+        self.touched: set[str] = set()
+        self.timers: dict[str, float] = {}
+        self.timer_heap: list[tuple[float, str]] = []
+        #: Batches of epochs after the frontier (from faster workers), applied in order.
+        self.pending: dict[int, list[list[Any]]] = {}
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        batch = self.worker.exchange.route(self.step, epoch, batch)
+        if batch:
+            self.deliver(epoch, batch)
+
+    def deliver(self, epoch: int, batch: list[Any]) -> None:
+        """Apply a batch routed to this worker (buffer it if its epoch is not open yet)."""
+        if epoch > self.frontier and self.frontier != EOF_FRONTIER:
+            self.pending.setdefault(epoch, []).append(batch)
+            return
+        self.apply(epoch, batch)
+
+    def apply(self, epoch: int, batch: list[Any]) -> None:
+        try:
+            groups = _split_keyed(self.step_id, batch)
+        except ItemTypeError as ex:
+            raise self.failure(epoch, ex) from None
+        logics, touched = self.logics, self.touched
+        out: list[Any] = []
+        append = out.append
+        key = ""
+        try:
+            for key, values in groups.items():
+                logic = logics.get(key)
+                if logic is None:
+                    logic = self._build(key)
+                emits, discard = logic.on_batch(values)
+                for w in emits:
+                    append((key, w))
+                touched.add(key)
+                self._after_call(key, logic, discard)
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+        if out:
+            self.emit(0, epoch, out)
+
+    def _build(self, key: str) -> StatefulBatchLogic[Any, Any, Any]:
+        logic = self.builder(self.worker.snapshots.resume_state(self.step_id, key))
+        self.logics[key] = logic
+        return logic
+
+    def _after_call(
+        self, key: str, logic: StatefulBatchLogic[Any, Any, Any], discard: bool
+    ) -> None:
+        if discard:
+            del self.logics[key]
+            self.timers.pop(key, None)
+            return
+        if type(logic).notify_at is StatefulBatchLogic.notify_at:
+            return
+        when = logic.notify_at()
+        if when is None:
+            self.timers.pop(key, None)
+            return
+        at = _as_timestamp(when)
+        if self.timers.get(key) != at:
+            self.timers[key] = at
+            heapq.heappush(self.timer_heap, (at, key))
+
+    def next_wake(self) -> float:
+        heap, timers = self.timer_heap, self.timers
+        while heap and timers.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale entry
+        return heap[0][0] if heap else math.inf
+
+    def wake(self, wall_now: float) -> bool:
+        if self.next_wake() > wall_now:
+            return False
+        epoch = self.frontier if self.frontier != EOF_FRONTIER else self.worker.epoch
+        due = []
+        while self.timer_heap and self.timer_heap[0][0] <= wall_now:
+            at, key = heapq.heappop(self.timer_heap)
+            if self.timers.get(key) == at:
+                del self.timers[key]
+                due.append(key)
+        self._call_each(epoch, due, "on_notify")
+        return bool(due)
+
+    def _call_each(self, epoch: int, keys: Iterable[str], method: str) -> None:
+        out: list[Any] = []
+        key = ""
+        try:
+            for key in keys:
+                logic = self.logics.get(key)
+                if logic is None:
+                    continue
+                emits, discard = getattr(logic, method)()
+                out.extend((key, w) for w in emits)
+                self.touched.add(key)
+                self._after_call(key, logic, discard)
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"in {method} for key {key!r}") from ex
+        if out:
+            self.emit(0, epoch, out)
+
+    def advance(self, frontier: int) -> None:
+        old = self.frontier
+        # Apply buffered batches of epochs that are now open, in epoch order.
+        for epoch in sorted(e for e in self.pending if e < frontier or frontier == EOF_FRONTIER):
+            self.frontier = epoch
+            for batch in self.pending.pop(epoch):
+                self.apply(epoch, batch)
+        if frontier == EOF_FRONTIER:
+            last = max(old, self.frontier)
+            self.frontier = last
+            self._call_each(last, sorted(self.logics), "on_eof")
+            self._snapshot(last)
+        else:
+            self._snapshot(frontier - 1)
+        self.frontier = frontier
+
+    def _snapshot(self, epoch: int) -> None:
+        if not self.touched:
+            return
+        snapshots = self.worker.snapshots
+        key = ""
+        try:
+            for key in sorted(self.touched):
+                logic = self.logics.get(key)
+                state = TOMBSTONE if logic is None else logic.snapshot()
+                snapshots.record(self.step_id, key, epoch, state)
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"in snapshot for key {key!r}") from ex
+        self.touched.clear()
+
+
+class _OutputNode(_Node):
+    """Writes to this worker's sink partitions."""
+
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.sink = step.config["sink"]
+        self.parts: dict[int, tuple[str, Any]] = {}
+        self.part_count = 0
+        self.dynamic_part: Any = None
+
+    def open(self) -> None:
+        cfg = self.worker.config
+        try:
+            if isinstance(self.sink, FixedPartitionedSink):
+                names = list(self.sink.list_parts())
+                self.part_count = len(names)
+                owned = set(owned_parts(names, cfg.worker_index, cfg.worker_count))
+                for index, name in enumerate(names):
+                    if name in owned:
+                        resume = self.worker.snapshots.resume_state(self.step_id, name)
+                        self.parts[index] = (name, self.sink.build_part(self.step_id, name, resume))
+            elif isinstance(self.sink, DynamicSink):
+                self.dynamic_part = self.sink.build(
+                    self.step_id, cfg.worker_index, cfg.worker_count
+                )
+        except Exception as ex:
+            raise self.failure(cfg.first_epoch, ex, "while building its partitions") from ex
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        if self.dynamic_part is not None:
+            try:
+                self.dynamic_part.write_batch(batch)
+            except Exception as ex:
+                raise self.failure(epoch, ex) from ex
+            return
+        batch = self.worker.exchange.route(self.step, epoch, batch)
+        if batch:
+            self.deliver(epoch, batch)
+
+    def partition_index(self, key: str) -> int:
+        """Which partition of the sink an item with ``key`` belongs to."""
+        return self.sink.part_fn(key) % self.part_count
+
+    def deliver(self, epoch: int, batch: list[Any]) -> None:
+        """Write a batch of ``(key, value)`` routed to this worker's partitions."""
+        try:
+            groups = _split_keyed(self.step_id, batch)
+        except ItemTypeError as ex:
+            raise self.failure(epoch, ex) from None
+        by_part: dict[int, list[Any]] = {}
+        try:
+            for key, values in groups.items():
+                by_part.setdefault(self.partition_index(key), []).extend(values)
+            for index, values in by_part.items():
+                self.parts[index][1].write_batch(values)
+        except Exception as ex:
+            raise self.failure(epoch, ex) from ex
+
+    def advance(self, frontier: int) -> None:
+        closed_epoch = frontier - 1 if frontier != EOF_FRONTIER else self.frontier
+        self.frontier = frontier
+        for name, part in self.parts.values():
+            try:
+                state = part.snapshot()
+            except Exception as ex:
+                raise self.failure(closed_epoch, ex, f"snapshotting partition {name!r}") from ex
+            self.worker.snapshots.record(self.step_id, name, closed_epoch, state)
+
+    def close(self) -> None:
+        parts = [p for _, p in self.parts.values()]
+        if self.dynamic_part is not None:
+            parts.append(self.dynamic_part)
+        for part in parts:
+            try:
+                part.close()
+            except Exception:  # best effort: the run is over either way
+                pass
+
+
+_NODE_TYPES: dict[str, type[_Node]] = {
+    "input": _InputNode,
+    "output": _OutputNode,
+    "flat_map_batch": _FlatMapBatchNode,
+    "stateful_batch": _StatefulNode,
+    "branch": _BranchNode,
+    "merge": _PassNode,
+    "redistribute": _PassNode,
+    "inspect_debug": _InspectNode,
+}
+
+
+class Worker:
+    """One worker executing a plan: polls its inputs, runs the nodes, tracks progress."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        config: WorkerConfig | None = None,
+        *,
+        exchange: Exchange | None = None,
+        snapshots: SnapshotRecorder | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self.config = config if config is not None else WorkerConfig()
+        self.exchange: Exchange = exchange if exchange is not None else LocalExchange()
+        self.snapshots: SnapshotRecorder = snapshots if snapshots is not None else NullSnapshots()
+        self.clock = EpochClock(
+            self.config.start, self.config.epoch_interval_s, self.config.first_epoch
+        )
+        self.epoch = self.config.first_epoch
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self.nodes = [_NODE_TYPES[s.kind](s, self) for s in plan.steps]
+        self.inputs = [n for n in self.nodes if isinstance(n, _InputNode)]
+        #: Index of the input to poll first (round-robin with untimed epochs).
+        self._input_cursor = 0
+        self._wire()
+        #: Oldest epoch any point of this worker may still see; published after commits.
+        self.frontier = self.config.first_epoch
+
+    def _wire(self) -> None:
+        by_stream: dict[str, tuple[_Node, int]] = {}
+        for node in self.nodes:
+            for down_index, stream_id in enumerate(node.step.downs):
+                by_stream[stream_id] = (node, down_index)
+        for node in self.nodes:
+            for port, stream_id in enumerate(node.step.ups):
+                producer, down_index = by_stream[stream_id]
+                producer.downstream[down_index].append((node, port))
+                node.producers.append(producer)
+
+    def node(self, step_id: str) -> _Node:
+        """The running node of a core step."""
+        for n in self.nodes:
+            if n.step_id == step_id:
+                return n
+        raise KeyError(step_id)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until every input is exhausted; raise EngineRuntimeError on failure.
+
+        Returns normally (without closing the open epoch) when a source aborts the
+        execution with :class:`~engine.inputs.AbortExecution`.
+        """
+        try:
+            self.open()
+            while self.step():
+                pass
+        except ExecutionAborted:
+            return
+        finally:
+            self.close()
+
+    def open(self) -> None:
+        """Build the partitions of every source and sink owned by this worker."""
+        for node in self.nodes:
+            if isinstance(node, _InputNode | _OutputNode):
+                node.open()
+
+    def close(self) -> None:
+        """Close every partition (best effort)."""
+        for node in self.nodes:
+            node.close()
+
+    def step(self) -> bool:
+        """One round: poll inputs, run timers, advance progress. False when finished."""
+        now = self._monotonic()
+        if self.clock.timed:
+            self.epoch = max(self.epoch, self.clock.epoch_at(now))
+        wall_now = self.config.wall_now()
+        busy = False
+        count = len(self.inputs)
+        for offset in range(count):
+            source = self.inputs[(self._input_cursor + offset) % count]
+            if source.live and source.poll(self.epoch, wall_now):
+                busy = True
+                if not self.clock.timed:
+                    # Drain this epoch before reading the next batch, from the next input.
+                    self.epoch += 1
+                    self._input_cursor = (self._input_cursor + offset + 1) % count
+                    break
+        for node in self.nodes:
+            if node.wake(wall_now):
+                busy = True
+        self.advance_progress()
+        if self.frontier == EOF_FRONTIER:
+            return False
+        if not busy:
+            self._idle(now, wall_now)
+        return True
+
+    def input_frontier(self, node: _InputNode) -> int:
+        return self.epoch if node.live else EOF_FRONTIER
+
+    def advance_progress(self) -> None:
+        """Recompute frontiers in topological order; notify nodes that advanced."""
+        for node in self.nodes:
+            if isinstance(node, _InputNode):
+                frontier = self.input_frontier(node)
+            else:
+                frontier = node.upstream_frontier()
+                if node.step.exchange is not None:
+                    local = frontier
+                    self.exchange.close_epochs(node.step, local)
+                    frontier = min(local, self.exchange.remote_frontier(node.step))
+            if frontier > node.frontier:
+                node.advance(frontier)
+        worker_frontier = fold_frontiers(n.frontier for n in self.nodes)
+        if worker_frontier > self.frontier:
+            self.snapshots.commit(worker_frontier)
+            self.frontier = worker_frontier
+
+    def _idle(self, now: float, wall_now: float) -> None:
+        wake_at = min((n.next_wake() for n in self.nodes), default=math.inf)
+        delay = wake_at - wall_now
+        if self.clock.timed:
+            delay = min(delay, self.clock.epoch_end(self.epoch) - now)
+        delay = min(delay, MAX_IDLE_SLEEP_S)
+        if delay > 0:
+            self._sleep(delay)

@@ -1,0 +1,1 @@
+"""Example flows shipped with shmflow (runnable with ``python -m engine.examples.NAME``)."""

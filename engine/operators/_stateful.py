@@ -1,0 +1,472 @@
+"""Keyed stateful operators, all built on :func:`~engine.operators.stateful_batch`.
+
+Folding operators (``count_final``, ``reduce_final``, ``max_final``, ``min_final``)
+pre-aggregate each batch per key in a stateless step before the keyed one, so only one
+partial result per key and batch crosses workers.
+"""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from engine.dataflow import Stream, current_step_id, operator
+from engine.errors import ItemTypeError, item_repr
+from engine.operators._core import (
+    KeyedStream,
+    StatefulBatchLogic,
+    flat_map_batch,
+    stateful_batch,
+)
+
+__all__ = [
+    "StatefulLogic",
+    "count_final",
+    "fold_final",
+    "max_final",
+    "min_final",
+    "reduce_final",
+    "stateful",
+    "stateful_flat_map",
+    "stateful_map",
+]
+
+V = TypeVar("V")
+W = TypeVar("W")
+S = TypeVar("S")
+X = TypeVar("X")
+
+_EMPTY: tuple[()] = ()
+
+
+class StatefulLogic(ABC, Generic[V, W, S]):
+    """The per-key logic of :func:`stateful`, one value at a time.
+
+    Like :class:`~engine.operators.StatefulBatchLogic` but :meth:`on_item` is called once
+    per value. Return ``(emits, discard)`` from each ``on_*`` call.
+    """
+
+    RETAIN: bool = False
+    """Keep this key's logic after the call."""
+
+    DISCARD: bool = True
+    """Drop this key's logic after the call."""
+
+    @abstractmethod
+    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
+        """Handle one value for this key; return ``(emits, discard)``."""
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        """The time from :meth:`notify_at` has passed; return ``(emits, discard)``."""
+        return (_EMPTY, StatefulLogic.RETAIN)
+
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        """The upstream ended for this execution; return ``(emits, discard)``."""
+        return (_EMPTY, StatefulLogic.RETAIN)
+
+    def notify_at(self) -> datetime | None:
+        """When to call :meth:`on_notify` next (UTC), or ``None``."""
+        return None
+
+    @abstractmethod
+    def snapshot(self) -> S:
+        """An immutable, picklable copy of the state."""
+
+
+class _PerItem(StatefulBatchLogic[V, W, S]):
+    """Adapts a :class:`StatefulLogic` to the batch interface.
+
+    Values after a discard go to a freshly built logic, as if they were new.
+    """
+
+    __slots__ = ("builder", "logic")
+
+    def __init__(self, builder: Callable[[S | None], StatefulLogic[V, W, S]], logic: Any) -> None:
+        self.builder = builder
+        self.logic = logic
+
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        out: list[W] = []
+        discard = False
+        for value in values:
+            if discard:
+                self.logic = self.builder(None)
+            emits, discard = self.logic.on_item(value)
+            out.extend(emits)
+        return out, discard
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        return self.logic.on_notify()
+
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        return self.logic.on_eof()
+
+    def notify_at(self) -> datetime | None:
+        return self.logic.notify_at()
+
+    def snapshot(self) -> S:
+        return self.logic.snapshot()
+
+
+@operator
+def stateful(
+    step_id: str,
+    up: KeyedStream[V],
+    builder: Callable[[S | None], StatefulLogic[V, W, S]],
+) -> KeyedStream[W]:
+    """Keyed stateful operator with one :class:`StatefulLogic` per key.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> class FirstTwo(op.StatefulLogic):
+    ...     def __init__(self, seen):
+    ...         self.seen = seen or 0
+    ...     def on_item(self, value):
+    ...         self.seen += 1
+    ...         return ([value] if self.seen <= 2 else []), self.RETAIN
+    ...     def snapshot(self):
+    ...         return self.seen
+    >>> flow = Dataflow("stateful_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 1), ("a", 2), ("a", 3)]))
+    >>> _ = op.inspect("show", op.stateful("first_two", pairs, FirstTwo))
+    >>> run_main(flow)
+    stateful_eg.show: ('a', 1)
+    stateful_eg.show: ('a', 2)
+    """
+
+    def build(resume: S | None) -> _PerItem[V, W, S]:
+        return _PerItem(builder, builder(resume))
+
+    return stateful_batch("stateful_batch", up, build)
+
+
+class _StatefulMapLogic(StatefulBatchLogic[V, W, S | None]):
+    """Runs a ``stateful_map`` mapper over a batch of values of one key."""
+
+    __slots__ = ("mapper", "state", "step_id")
+
+    def __init__(self, step_id: str, mapper: Callable[[S | None, V], Any], state: S | None):
+        self.step_id = step_id
+        self.mapper = mapper
+        self.state = state
+
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        mapper, state, out = self.mapper, self.state, []
+        for value in values:
+            result = mapper(state, value)
+            if type(result) is not tuple or len(result) != 2:
+                msg = (
+                    f"mapper of stateful_map step {self.step_id!r} must return a 2-tuple "
+                    f"(updated_state, emit_value); it returned {type(result).__name__} "
+                    f"{item_repr(result)} for value {item_repr(value)}"
+                )
+                raise ItemTypeError(msg)
+            state, emit = result
+            out.append(emit)
+        self.state = state
+        return out, state is None
+
+    def snapshot(self) -> S | None:
+        return self.state
+
+
+@operator
+def stateful_map(
+    step_id: str,
+    up: KeyedStream[V],
+    mapper: Callable[[S | None, V], tuple[S | None, W]],
+) -> KeyedStream[W]:
+    """Per key, call ``mapper(state, value) -> (new_state, emit)``; ``None`` state drops it.
+
+    The first call for a key gets ``state=None``.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> def running_sum(total, value):
+    ...     total = (total or 0) + value
+    ...     return total, total
+    >>> flow = Dataflow("smap_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 1), ("a", 2), ("b", 5)]))
+    >>> _ = op.inspect("show", op.stateful_map("sum", pairs, running_sum))
+    >>> run_main(flow)
+    smap_eg.show: ('a', 1)
+    smap_eg.show: ('a', 3)
+    smap_eg.show: ('b', 5)
+    """
+    outer = current_step_id()
+
+    def build(resume: S | None) -> _StatefulMapLogic[V, W, S]:
+        return _StatefulMapLogic(outer, mapper, resume)
+
+    return stateful_batch("stateful_batch", up, build)
+
+
+class _StatefulFlatMapLogic(StatefulBatchLogic[V, W, S | None]):
+    __slots__ = ("mapper", "state", "step_id")
+
+    def __init__(self, step_id: str, mapper: Callable[[S | None, V], Any], state: S | None):
+        self.step_id = step_id
+        self.mapper = mapper
+        self.state = state
+
+    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
+        out: list[W] = []
+        state = self.state
+        for value in values:
+            result = self.mapper(state, value)
+            if type(result) is not tuple or len(result) != 2:
+                msg = (
+                    f"mapper of stateful_flat_map step {self.step_id!r} must return a "
+                    f"2-tuple (updated_state, iterable_of_emits); it returned "
+                    f"{item_repr(result)} for value {item_repr(value)}"
+                )
+                raise ItemTypeError(msg)
+            state, emits = result
+            out.extend(emits)
+        self.state = state
+        return out, state is None
+
+    def snapshot(self) -> S | None:
+        return self.state
+
+
+@operator
+def stateful_flat_map(
+    step_id: str,
+    up: KeyedStream[V],
+    mapper: Callable[[S | None, V], tuple[S | None, Iterable[W]]],
+) -> KeyedStream[W]:
+    """Like :func:`stateful_map` but the mapper returns an iterable of values to emit.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> def dedupe(seen, value):
+    ...     seen = seen or set()
+    ...     fresh = [] if value in seen else [value]
+    ...     return seen | {value}, fresh
+    >>> flow = Dataflow("sfm_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 1), ("a", 1), ("a", 2)]))
+    >>> _ = op.inspect("show", op.stateful_flat_map("dedupe", pairs, dedupe))
+    >>> run_main(flow)
+    sfm_eg.show: ('a', 1)
+    sfm_eg.show: ('a', 2)
+    """
+    outer = current_step_id()
+
+    def build(resume: S | None) -> _StatefulFlatMapLogic[V, W, S]:
+        return _StatefulFlatMapLogic(outer, mapper, resume)
+
+    return stateful_batch("stateful_batch", up, build)
+
+
+_NO_STATE = object()
+
+
+class _FoldLogic(StatefulBatchLogic[V, S, S]):
+    """Folds every value of a key; emits the result at EOF and discards."""
+
+    __slots__ = ("folder", "state")
+
+    def __init__(self, folder: Callable[[S, V], S], state: S) -> None:
+        self.folder = folder
+        self.state = state
+
+    def on_batch(self, values: list[V]) -> tuple[Iterable[S], bool]:
+        folder, state = self.folder, self.state
+        for value in values:
+            state = folder(state, value)
+        self.state = state
+        return _EMPTY, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[S], bool]:
+        return (self.state,), StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> S:
+        return self.state
+
+
+@operator
+def fold_final(
+    step_id: str,
+    up: KeyedStream[V],
+    builder: Callable[[], S],
+    folder: Callable[[S, V], S],
+) -> KeyedStream[S]:
+    """Per key, fold every value into an accumulator from ``builder()``; emit it at EOF.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> flow = Dataflow("fold_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 1), ("b", 2), ("a", 3)]))
+    >>> _ = op.inspect("show", op.fold_final("collect", pairs, list, lambda acc, v: acc + [v]))
+    >>> run_main(flow)
+    fold_eg.show: ('a', [1, 3])
+    fold_eg.show: ('b', [2])
+    """
+
+    def build(resume: S | None) -> _FoldLogic[V, S]:
+        return _FoldLogic(folder, builder() if resume is None else resume)
+
+    return stateful_batch("stateful_batch", up, build)
+
+
+def _pre_reduce(
+    step_id: str, reducer: Callable[[V, V], V]
+) -> Callable[[list[tuple[str, V]]], list[tuple[str, V]]]:
+    """A batch mapper that reduces the values of each key within one batch."""
+
+    def reduce_batch(batch: list[tuple[str, V]]) -> list[tuple[str, V]]:
+        acc: dict[str, Any] = {}
+        get = acc.get
+        try:
+            for key, value in batch:
+                prev = get(key, _NO_STATE)
+                acc[key] = value if prev is _NO_STATE else reducer(prev, value)
+        except (TypeError, ValueError) as ex:
+            for item in batch:
+                if type(item) is not tuple or len(item) != 2:
+                    msg = (
+                        f"step {step_id!r} is keyed and needs (key, value) 2-tuples; got "
+                        f"{type(item).__name__} {item_repr(item)}"
+                    )
+                    raise ItemTypeError(msg) from None
+            raise ex
+        return list(acc.items())
+
+    return reduce_batch
+
+
+class _ReduceLogic(StatefulBatchLogic[V, V, V]):
+    __slots__ = ("reducer", "state")
+
+    def __init__(self, reducer: Callable[[V, V], V], state: Any) -> None:
+        self.reducer = reducer
+        self.state = state
+
+    def on_batch(self, values: list[V]) -> tuple[Iterable[V], bool]:
+        reducer, state = self.reducer, self.state
+        for value in values:
+            state = value if state is _NO_STATE else reducer(state, value)
+        self.state = state
+        return _EMPTY, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[V], bool]:
+        return (self.state,), StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> V:
+        return self.state
+
+
+def _reduce_stateful(up: KeyedStream[V], reducer: Callable[[V, V], V]) -> KeyedStream[V]:
+    step = current_step_id()
+    partials = flat_map_batch("pre_reduce", up, _pre_reduce(step, reducer))
+
+    def build(resume: V | None) -> _ReduceLogic[V]:
+        return _ReduceLogic(reducer, _NO_STATE if resume is None else resume)
+
+    return stateful_batch("stateful_batch", partials, build)
+
+
+@operator
+def reduce_final(step_id: str, up: KeyedStream[V], reducer: Callable[[V, V], V]) -> KeyedStream[V]:
+    """Per key, combine all values with ``reducer(acc, value)``; emit the result at EOF.
+
+    ``reducer`` must be associative: values are combined within each batch first.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> flow = Dataflow("reduce_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 1), ("a", 2), ("b", 7)]))
+    >>> _ = op.inspect("show", op.reduce_final("sum", pairs, lambda a, b: a + b))
+    >>> run_main(flow)
+    reduce_eg.show: ('a', 3)
+    reduce_eg.show: ('b', 7)
+    """
+    return _reduce_stateful(up, reducer)
+
+
+@operator
+def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedStream[int]:
+    """Count the items per ``key(item)``; emit ``(key, count)`` at EOF.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> flow = Dataflow("count_eg")
+    >>> words = op.input("inp", flow, TestingSource(["a", "b", "a"]))
+    >>> _ = op.inspect("show", op.count_final("count", words, lambda w: w))
+    >>> run_main(flow)
+    count_eg.show: ('a', 2)
+    count_eg.show: ('b', 1)
+    """
+    if not callable(key):
+        msg = f"step {current_step_id()!r}: key must be callable; got {key!r}"
+        raise TypeError(msg)
+    step = current_step_id()
+
+    def count_batch(batch: list[X]) -> list[tuple[str, int]]:
+        counts = Counter(builtins.map(key, batch))
+        if not {type(k) for k in counts} <= {str}:
+            bad = next(k for k in counts if not isinstance(k, str))
+            msg = (
+                f"key function of step {step!r} must return a str; it returned "
+                f"{type(bad).__name__} {item_repr(bad)}"
+            )
+            raise ItemTypeError(msg)
+        return list(counts.items())
+
+    partials = flat_map_batch("count_batch", up, count_batch)
+
+    def build(resume: int | None) -> _ReduceLogic[int]:
+        return _ReduceLogic(int.__add__, _NO_STATE if resume is None else resume)
+
+    return stateful_batch("stateful_batch", partials, build)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+@operator
+def max_final(
+    step_id: str, up: KeyedStream[V], by: Callable[[V], Any] = _identity
+) -> KeyedStream[V]:
+    """Per key, the maximum value (compared by ``by(value)``), emitted at EOF.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> flow = Dataflow("max_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 3), ("a", 9), ("a", 4)]))
+    >>> _ = op.inspect("show", op.max_final("max", pairs))
+    >>> run_main(flow)
+    max_eg.show: ('a', 9)
+    """
+    return _reduce_stateful(up, lambda a, b: b if by(b) > by(a) else a)
+
+
+@operator
+def min_final(
+    step_id: str, up: KeyedStream[V], by: Callable[[V], Any] = _identity
+) -> KeyedStream[V]:
+    """Per key, the minimum value (compared by ``by(value)``), emitted at EOF.
+
+    >>> import engine.operators as op
+    >>> from engine.dataflow import Dataflow
+    >>> from engine.testing import TestingSource, run_main
+    >>> flow = Dataflow("min_eg")
+    >>> pairs = op.input("inp", flow, TestingSource([("a", 3), ("a", 1), ("a", 4)]))
+    >>> _ = op.inspect("show", op.min_final("min", pairs))
+    >>> run_main(flow)
+    min_eg.show: ('a', 1)
+    """
+    return _reduce_stateful(up, lambda a, b: b if by(b) < by(a) else a)

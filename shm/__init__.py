@@ -1,0 +1,60 @@
+"""Shared-memory transport for shmflow: segments, SPSC batch rings, single-writer counters.
+
+This package knows nothing of dataflows: it moves frames and batches of picklable
+objects between processes on one machine. It never imports ``engine`` or ``recovery``.
+
+* :class:`Segment` -- a named, preallocated ``/dev/shm`` file mapped with mmap; created
+  (and unlinked) by one owner, attached by others through a picklable spec.
+* :class:`Ring` -- a bounded single-producer/single-consumer ring of tagged frames and
+  pickled batches (numpy buffers out-of-band); :class:`ReferenceRing` is an in-process
+  model with the same interface.
+* :class:`Counters` -- int64 slots, each with exactly one writer process.
+* :func:`cleanup_stale` -- removes segments left behind by dead processes.
+
+Errors are in :mod:`shm.errors` (re-exported here); all derive from :class:`ShmError`.
+"""
+
+from shm._counters import Counters, CountersSpec
+from shm._reference import ReferenceRing, ReferenceRingSpec
+from shm._ring import Ring, RingSpec, RingStatistics, frame_cost
+from shm._segment import (
+    SEGMENT_DIR_ENV,
+    SEGMENT_PREFIX,
+    Segment,
+    SegmentSpec,
+    cleanup_stale,
+    new_run_id,
+)
+from shm.errors import (
+    FrameTooLarge,
+    PeerGone,
+    RingClosed,
+    RingTimeout,
+    ShmError,
+    ShmFull,
+    WouldBlock,
+)
+
+__all__ = [
+    "SEGMENT_DIR_ENV",
+    "SEGMENT_PREFIX",
+    "Counters",
+    "CountersSpec",
+    "FrameTooLarge",
+    "PeerGone",
+    "ReferenceRing",
+    "ReferenceRingSpec",
+    "Ring",
+    "RingClosed",
+    "RingSpec",
+    "RingStatistics",
+    "RingTimeout",
+    "Segment",
+    "SegmentSpec",
+    "ShmError",
+    "ShmFull",
+    "WouldBlock",
+    "cleanup_stale",
+    "frame_cost",
+    "new_run_id",
+]

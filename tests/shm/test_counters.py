@@ -1,0 +1,57 @@
+"""Single-writer counters: per-process slots, readable by anyone."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+
+import shm
+
+
+def test_set_get_array_and_attach() -> None:
+    with shm.Counters.create(4, tag="basic") as counters:
+        assert len(counters) == 4
+        assert counters.array.tolist() == [0, 0, 0, 0]
+        counters.set(0, -(2**63))
+        counters.set(3, 2**63 - 1)
+        assert counters.increment(1, by=5) == 5
+        other = shm.Counters.attach(pickle.loads(pickle.dumps(counters.spec)))
+        try:
+            assert other.get(0) == -(2**63) and other.get(3) == 2**63 - 1
+            snapshot = other.array
+            assert snapshot.dtype == np.int64 and snapshot.tolist()[1] == 5
+            with pytest.raises(ValueError):
+                snapshot[0] = 1  # read-only copy
+            counters.set(1, 6)
+            assert snapshot[1] == 5 and other.get(1) == 6  # copy vs live
+            with pytest.raises(shm.ShmError, match="creator"):
+                other.unlink()
+        finally:
+            other.detach()
+            other.detach()
+        with pytest.raises(shm.ShmError, match="detached"):
+            other.get(0)
+
+
+def test_writer_process_increments_its_slot_reader_sees_monotonic_values(peers: Any) -> None:
+    count = 20_000
+    with shm.Counters.create(3, tag="frontiers") as counters:
+        counters.set(2, 77)  # this process's own slot
+        writer = peers.process("write_counter", [counters.spec], slot=1, count=count)
+        seen = [0]
+        while seen[-1] < count:
+            value = counters.get(1)
+            assert value >= seen[-1], "a single-writer slot went backwards"
+            seen.append(value)
+            assert writer.process.poll() in (None, 0)
+        assert writer.result() == {"final": count}
+        assert counters.array.tolist() == [0, count, 77]
+        assert len(set(seen)) > 2  # observed it moving, not just the end
+
+
+def test_bad_slot_count() -> None:
+    with pytest.raises(ValueError):
+        shm.Counters.create(0)
