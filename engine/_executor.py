@@ -170,6 +170,8 @@ class _Node:
     def emit(self, down: int, epoch: int, batch: list[Any]) -> None:
         """Send a non-empty batch downstream; each extra consumer gets its own copy."""
         consumers = self.downstream[down]
+        if not consumers:
+            return
         if len(consumers) == 1:
             node, port = consumers[0]
             node.push(port, epoch, batch)
@@ -552,11 +554,25 @@ class _StatefulNode(_Node):
         if frontier == EOF_FRONTIER:
             last = max(old, self.frontier)
             self.frontier = last
-            self._call_each(last, sorted(self.logics), "on_eof")
+            self.upstream_eof(last)
             self._snapshot(last)
         else:
             self._snapshot(frontier - 1)
         self.frontier = frontier
+
+    def upstream_eof(self, epoch: int) -> None:
+        """Call ``on_eof`` of every live key, in sorted key order.
+
+        Logics that keep the default ``on_eof`` (emit nothing, retain) are skipped: the
+        call could not change anything.
+        """
+        keys = [k for k, logic in sorted(self.logics.items()) if _overrides_on_eof(logic)]
+        self._call_each(epoch, keys, "on_eof")
+
+    def state_of(self, key: str) -> Any:
+        """The snapshot of ``key``: its logic's snapshot, or a tombstone if discarded."""
+        logic = self.logics.get(key)
+        return TOMBSTONE if logic is None else logic.snapshot()
 
     def _snapshot(self, epoch: int) -> None:
         if not self.touched:
@@ -565,12 +581,127 @@ class _StatefulNode(_Node):
         key = ""
         try:
             for key in sorted(self.touched):
-                logic = self.logics.get(key)
-                state = TOMBSTONE if logic is None else logic.snapshot()
-                snapshots.record(self.step_id, key, epoch, state)
+                snapshots.record(self.step_id, key, epoch, self.state_of(key))
         except Exception as ex:
             raise self.failure(epoch, ex, f"in snapshot for key {key!r}") from ex
         self.touched.clear()
+
+
+def _overrides_on_eof(logic: StatefulBatchLogic[Any, Any, Any]) -> bool:
+    return type(logic).on_eof is not StatefulBatchLogic.on_eof
+
+
+class _MapKernelNode(_StatefulNode):
+    """``stateful_map`` without a logic object per key: states live in one dict.
+
+    Same semantics as running :class:`~engine.operators._stateful._StatefulMapLogic` per
+    key (a ``None`` state discards the key), at a fraction of the per-key cost.
+    """
+
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        kernel = self.builder._shmflow_kernel
+        self.mapper = kernel.fn
+        self.user_step_id = kernel.user_step_id
+        self.states: dict[str, Any] = {}
+
+    def apply(self, epoch: int, batch: list[Any]) -> None:
+        states, mapper, step_id = self.states, self.mapper, self.step_id
+        get, touch, resume = states.get, self.touched.add, self.worker.snapshots.resume_state
+        out: list[Any] = []
+        append = out.append
+        key, value = "", None
+        try:
+            for key, value in batch:
+                state = get(key, _MISSING)
+                if state is _MISSING:
+                    if type(key) is not str:
+                        _split_keyed(step_id, batch)  # raises the diagnosis
+                    state = resume(step_id, key)
+                result = mapper(state, value)
+                if type(result) is not tuple or len(result) != 2:
+                    raise self._bad_return(result, value)
+                state = result[0]
+                if state is None:
+                    states.pop(key, None)
+                else:
+                    states[key] = state
+                append((key, result[1]))
+                touch(key)
+        except ItemTypeError as ex:
+            raise self.failure(epoch, ex) from None
+        except (TypeError, ValueError) as ex:
+            try:
+                _split_keyed(step_id, batch)
+            except ItemTypeError as bad:
+                raise self.failure(epoch, bad) from None
+            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+        if out:
+            self.emit(0, epoch, out)
+
+    def _bad_return(self, result: Any, value: Any) -> ItemTypeError:
+        return ItemTypeError(
+            f"mapper of stateful_map step {self.user_step_id!r} must return a 2-tuple "
+            f"(updated_state, emit_value); it returned {type(result).__name__} "
+            f"{item_repr(result)} for value {item_repr(value)}"
+        )
+
+    def upstream_eof(self, epoch: int) -> None:
+        pass  # stateful_map keeps its state and emits nothing at EOF
+
+    def state_of(self, key: str) -> Any:
+        return self.states.get(key, TOMBSTONE)
+
+
+class _FoldKernelNode(_StatefulNode):
+    """Folds with an associative ``reducer`` (count/reduce/max/min_final): plain dict.
+
+    Same semantics as a per-key logic that reduces values, emits the result at EOF in
+    sorted key order and discards itself.
+    """
+
+    def __init__(self, step: PlanStep, worker: Worker) -> None:
+        super().__init__(step, worker)
+        self.reducer = self.builder._shmflow_kernel.fn
+        self.states: dict[str, Any] = {}
+
+    def apply(self, epoch: int, batch: list[Any]) -> None:
+        states, reducer = self.states, self.reducer
+        resume = self.worker.snapshots.resume_state
+        touch = self.touched.add
+        key = ""
+        try:
+            for key, value in batch:
+                touch(key)
+                state = states.get(key, _MISSING)
+                if state is _MISSING:
+                    state = resume(self.step_id, key)
+                    states[key] = value if state is None else reducer(state, value)
+                else:
+                    states[key] = reducer(state, value)
+        except (TypeError, ValueError) as ex:
+            try:
+                _split_keyed(self.step_id, batch)
+            except ItemTypeError as bad:
+                raise self.failure(epoch, bad) from None
+            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+
+    def upstream_eof(self, epoch: int) -> None:
+        out = sorted(self.states.items())
+        self.touched.update(self.states)
+        self.states.clear()
+        if out:
+            self.emit(0, epoch, out)
+
+    def state_of(self, key: str) -> Any:
+        return self.states.get(key, TOMBSTONE)
+
+
+_MISSING = object()
 
 
 class _OutputNode(_Node):
@@ -656,12 +787,21 @@ _NODE_TYPES: dict[str, type[_Node]] = {
     "input": _InputNode,
     "output": _OutputNode,
     "flat_map_batch": _FlatMapBatchNode,
-    "stateful_batch": _StatefulNode,
+    "stateful_batch": _StatefulNode,  # or a kernel variant, see _node_for
     "branch": _BranchNode,
     "merge": _PassNode,
     "redistribute": _PassNode,
     "inspect_debug": _InspectNode,
 }
+
+
+def _node_type(step: PlanStep) -> type[_Node]:
+    """The node class running ``step``: kernels for operators that declare one."""
+    if step.kind == "stateful_batch":
+        kernel = getattr(step.config["builder"], "_shmflow_kernel", None)
+        if kernel is not None:
+            return {"map": _MapKernelNode, "fold": _FoldKernelNode}[kernel.kind]
+    return _NODE_TYPES[step.kind]
 
 
 class Worker:
@@ -687,7 +827,7 @@ class Worker:
         self.epoch = self.config.first_epoch
         self._sleep = sleep
         self._monotonic = monotonic
-        self.nodes = [_NODE_TYPES[s.kind](s, self) for s in plan.steps]
+        self.nodes = [_node_type(s)(s, self) for s in plan.steps]
         self.inputs = [n for n in self.nodes if isinstance(n, _InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0

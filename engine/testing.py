@@ -205,7 +205,7 @@ class TestingSink(DynamicSink[X]):
 class TimeTestingGetter:
     """A settable clock for tests: pass ``getter.get`` where a ``now_getter`` is taken.
 
-    >>> clock = TimeTestingGetter(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    >>> clock = TimeTestingGetter(datetime(2024, 1, 1, tzinfo=UTC))
     >>> clock.advance(timedelta(seconds=5))
     >>> clock.get().isoformat()
     '2024-01-01T00:00:05+00:00'

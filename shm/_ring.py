@@ -7,18 +7,20 @@ processes attach by :attr:`Ring.spec`.
 Byte layout (absolute offsets in the segment mapping; all integers little-endian u64)::
 
       0  segment header (64 bytes, see _segment.py: magic, creator pid/start, size)
-     64  ring line     : RING_MAGIC, capacity                          (constant)
-    128  producer line : head, closed, frames_put, bytes_put, full_count,
-                         producer_pid, producer_start                  (producer writes)
-    192  consumer line : tail, frames_got, bytes_got, empty_count,
-                         consumer_pid, consumer_start                  (consumer writes)
-    256  data          : ``capacity`` bytes, a circular buffer of frames
+     64  ring line           : RING_MAGIC, capacity                   (constant)
+    128  producer line       : head, closed, producer_pid, producer_start
+    192  producer statistics : frames_put, bytes_put, full_count
+    256  consumer line       : tail, consumer_pid, consumer_start
+    320  consumer statistics : frames_got, bytes_got, empty_count
+    384  data                : ``capacity`` bytes, a circular buffer of frames
 
-``head`` and ``tail`` are monotonically increasing 64-bit byte counters (never wrapped;
-2**64 bytes is centuries at memory speed); a byte counter ``c`` lives at data offset
-``c % capacity``. ``head - tail`` bytes are in use. Each sits on its own 64-byte cache
-line together with the other fields written by the same side, so the two sides never
-write the same line.
+The producer writes only the two producer lines, the consumer only the two consumer
+lines; the ring line is written once at creation. ``head`` and ``tail`` are
+monotonically increasing 64-bit byte counters (never wrapped; 2**64 bytes is centuries
+at memory speed); a byte counter ``c`` lives at data offset ``c % capacity`` and
+``head - tail`` bytes are in use. Each sits on its own 64-byte cache line, and the
+per-frame statistics sit on separate lines, so the line the peer polls changes once per
+frame and the two sides never write the same line.
 
 A frame is a 16-byte header followed by its payload, padded to a multiple of 16::
 
@@ -93,23 +95,25 @@ _T = TypeVar("_T")
 # Byte offsets in the mapping (see module docstring); _I_* are u64 indexes.
 _RING_LINE = 64
 _PRODUCER_LINE = 128
-_CONSUMER_LINE = 192
-_DATA = 256
+_PRODUCER_STATISTICS = 192
+_CONSUMER_LINE = 256
+_CONSUMER_STATISTICS = 320
+_DATA = 384
 _RING_MAGIC = 0x474E4952574C4653  # "SFLWRING"
 _I_MAGIC, _I_CAPACITY = _RING_LINE // 8, _RING_LINE // 8 + 1
 _I_HEAD = _PRODUCER_LINE // 8
 _I_CLOSED = _I_HEAD + 1
-_I_FRAMES_PUT = _I_HEAD + 2
-_I_BYTES_PUT = _I_HEAD + 3
-_I_FULL_COUNT = _I_HEAD + 4
-_I_PRODUCER_PID = _I_HEAD + 5
-_I_PRODUCER_START = _I_HEAD + 6
+_I_PRODUCER_PID = _I_HEAD + 2
+_I_PRODUCER_START = _I_HEAD + 3
+_I_FRAMES_PUT = _PRODUCER_STATISTICS // 8
+_I_BYTES_PUT = _I_FRAMES_PUT + 1
+_I_FULL_COUNT = _I_FRAMES_PUT + 2
 _I_TAIL = _CONSUMER_LINE // 8
-_I_FRAMES_GOT = _I_TAIL + 1
-_I_BYTES_GOT = _I_TAIL + 2
-_I_EMPTY_COUNT = _I_TAIL + 3
-_I_CONSUMER_PID = _I_TAIL + 4
-_I_CONSUMER_START = _I_TAIL + 5
+_I_CONSUMER_PID = _I_TAIL + 1
+_I_CONSUMER_START = _I_TAIL + 2
+_I_FRAMES_GOT = _CONSUMER_STATISTICS // 8
+_I_BYTES_GOT = _I_FRAMES_GOT + 1
+_I_EMPTY_COUNT = _I_FRAMES_GOT + 2
 
 FRAME_HEADER = 16
 MIN_CAPACITY = 64
@@ -127,6 +131,9 @@ _PART_MASK = 0xFF00
 _LENGTH_MASK = 0xFFFFFFFF
 
 _U64 = struct.Struct("<Q")
+_BATCH_WHOLE_HIGH = (KIND_BATCH | PART_WHOLE) << 32
+_dumps = pickle.dumps
+_loads = pickle.loads
 _ZEROS = bytes(16)
 _PICKLE_PROTOCOL = 5
 
@@ -234,6 +241,8 @@ class Ring:
         self._peer_start: dict[int, int | None] = {}
         # Consumer-side reassembly of a chunked batch: [kind, tag, buffer, filled].
         self._partial: list[Any] | None = None
+        # Reused buffer_callback target of the batch pickler (out-of-band buffers).
+        self._oob: list[pickle.PickleBuffer] = []
         # Set when a chunked put was interrupted; the stream is then unusable.
         self._broken: str | None = None
         if role is not None:
@@ -618,7 +627,10 @@ class Ring:
         A batch too large for one frame raises :class:`FrameTooLarge` here (it cannot be
         put without waiting); :meth:`put_batch` splits it instead.
         """
-        flags, parts, nbytes = _encode_batch(items)
+        oob = self._oob
+        data = _dumps(items, _PICKLE_PROTOCOL, buffer_callback=oob.append)
+        flags, parts, nbytes = _encode_batch(data, oob)
+        oob.clear()
         if FRAME_HEADER + nbytes > self._capacity:
             raise FrameTooLarge(
                 f"a batch of {nbytes} pickled bytes exceeds ring {self._name}'s capacity "
@@ -636,7 +648,32 @@ class Ring:
         A batch larger than the ring is split into chunks and reassembled by the
         consumer. ``timeout`` bounds the whole call; raises like :meth:`put`.
         """
-        flags, parts, nbytes = _encode_batch(items)
+        oob = self._oob
+        data = _dumps(items, _PICKLE_PROTOCOL, buffer_callback=oob.append)
+        if not oob and self._producer_claimed:
+            # Fast path: a plain pickle that fits now without straddling the ring end.
+            q = self._q
+            head = q[_I_HEAD]
+            nbytes = len(data)
+            cost = FRAME_HEADER + ((nbytes + 15) & ~15)
+            capacity = self._capacity
+            pos = head % capacity
+            if (
+                pos + cost <= capacity
+                and cost <= capacity - (head - q[_I_TAIL])
+                and not q[_I_CLOSED]
+            ):
+                index = (_DATA + pos) >> 3
+                q[index] = tag
+                q[index + 1] = nbytes | _BATCH_WHOLE_HIGH
+                start = _DATA + pos + FRAME_HEADER
+                self._mm[start : start + nbytes] = data
+                q[_I_HEAD] = head + cost  # publish: everything above is written
+                q[_I_FRAMES_PUT] += 1
+                q[_I_BYTES_PUT] += nbytes
+                return
+        flags, parts, nbytes = _encode_batch(data, oob)
+        oob.clear()
         if FRAME_HEADER + nbytes <= self._capacity:
             self._put_parts(parts, nbytes, tag, flags, timeout)
         else:
@@ -687,6 +724,23 @@ class Ring:
 
     def get_batch_tagged(self, timeout: float | None = None) -> tuple[int, list[Any]]:
         """Like :meth:`get_batch` but return ``(tag, items)``."""
+        q = self._q
+        tail = q[_I_TAIL]
+        if tail != q[_I_HEAD] and self._consumer_claimed and self._partial is None:
+            # Fast path: a whole plain batch that does not straddle the ring end.
+            capacity = self._capacity
+            pos = tail % capacity
+            index = (_DATA + pos) >> 3
+            length_flags = q[index + 1]
+            nbytes = length_flags & _LENGTH_MASK
+            if length_flags >> 32 == KIND_BATCH and pos + FRAME_HEADER + nbytes <= capacity:
+                tag = q[index]
+                start = _DATA + pos + FRAME_HEADER
+                data = self._mm[start : start + nbytes]
+                q[_I_TAIL] = tail + FRAME_HEADER + ((nbytes + 15) & ~15)  # frees the space
+                q[_I_FRAMES_GOT] += 1
+                q[_I_BYTES_GOT] += nbytes
+                return tag, _loads(data)
         result = self._try_read_batch()
         if result is _NOTHING:
             self._q[_I_EMPTY_COUNT] += 1
@@ -814,10 +868,10 @@ class Ring:
             )
 
 
-def _encode_batch(items: list[Any]) -> tuple[int, list[Any], int]:
-    """Pickle ``items``; return (frame kind, parts to write, total bytes)."""
-    buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(items, _PICKLE_PROTOCOL, buffer_callback=buffers.append)
+def _encode_batch(
+    data: bytes, buffers: list[pickle.PickleBuffer]
+) -> tuple[int, list[Any], int]:
+    """Lay out a pickle and its out-of-band buffers; return (kind, parts, total bytes)."""
     if not buffers:
         return KIND_BATCH, [data], len(data)
     raws = [buffer.raw() for buffer in buffers]

@@ -257,6 +257,27 @@ class StatefulBatchLogic(ABC, Generic[V, W, S]):
         """An immutable, picklable copy of the state; passed to the builder on resume."""
 
 
+@dataclass(frozen=True)
+class StatefulKernel:
+    """Declares that a ``stateful_batch`` builder is one of the runtime's fast kernels.
+
+    ``kind="map"``: the builder's logic is exactly ``stateful_map(fn)``; ``kind="fold"``:
+    it reduces values with the associative ``fn`` and emits the result at EOF. The
+    runtime then keeps plain per-key states in one dict instead of a logic object per
+    key; results and snapshots are the same as running the builder's logic.
+    """
+
+    kind: str
+    fn: Callable[..., Any]
+    user_step_id: str
+
+
+def with_kernel(builder: Callable[..., Any], kernel: StatefulKernel) -> Callable[..., Any]:
+    """Mark ``builder`` as equivalent to ``kernel`` (see :class:`StatefulKernel`)."""
+    builder._shmflow_kernel = kernel  # type: ignore[attr-defined]
+    return builder
+
+
 @operator(_core=True)
 def stateful_batch(
     step_id: str,

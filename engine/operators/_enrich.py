@@ -29,7 +29,7 @@ class TTLCache(Generic[DK, DV]):
     ``now_getter`` is the clock entries are aged by. There is no size limit.
 
     >>> from engine.testing import TimeTestingGetter
-    >>> clock = TimeTestingGetter(datetime(2024, 1, 1, tzinfo=timezone.utc))
+    >>> clock = TimeTestingGetter(datetime(2024, 1, 1, tzinfo=UTC))
     >>> calls = []
     >>> def lookup(code):
     ...     calls.append(code)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeAlias, get_args
 
 from engine.dataflow import Stream, current_step_id, operator
+from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import (
     KeyedStream,
     StatefulBatchLogic,
@@ -20,7 +21,6 @@ from engine.operators._core import (
     merge,
     stateful_batch,
 )
-from engine.operators._stateless import _check_pairs
 
 __all__ = ["JoinEmitMode", "JoinInsertMode", "join"]
 
@@ -99,15 +99,30 @@ class _JoinLogic(StatefulBatchLogic[tuple[int, Any], tuple[Any, ...], JoinState]
         return tuple(tuple(values) for values in self.seen)
 
 
+def _check_pairs(step_id: str, batch: list[Any]) -> None:
+    """Raise ItemTypeError naming the join unless every item is a ``(key, value)`` tuple."""
+    for item in batch:
+        if not isinstance(item, tuple) or len(item) != 2:
+            msg = (
+                f"join {step_id!r} needs (key, value) 2-tuples on every side; got "
+                f"{type(item).__name__} {item_repr(item)}. Key the side first with "
+                "op.key_on(...)"
+            )
+            raise ItemTypeError(msg)
+
+
 def _tag_side(step_id: str, side: int) -> Callable[[list[Any]], list[tuple[str, Any]]]:
     """A batch mapper turning ``(key, value)`` into ``(key, (side, value))``."""
 
     def tag_batch(batch: list[Any]) -> list[tuple[str, Any]]:
         try:
-            return [(key, (side, value)) for key, value in batch]
+            tagged = [(key, (side, value)) for key, value in batch]
         except (TypeError, ValueError):
             _check_pairs(step_id, batch)
             raise
+        if not {type(item) for item in batch} <= {tuple}:
+            _check_pairs(step_id, batch)  # unpacking also accepts lists and 2-char strs
+        return tagged
 
     return tag_batch
 

@@ -19,8 +19,10 @@ from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import (
     KeyedStream,
     StatefulBatchLogic,
+    StatefulKernel,
     flat_map_batch,
     stateful_batch,
+    with_kernel,
 )
 
 __all__ = [
@@ -204,6 +206,7 @@ def stateful_map(
     def build(resume: S | None) -> _StatefulMapLogic[V, W, S]:
         return _StatefulMapLogic(outer, mapper, resume)
 
+    with_kernel(build, StatefulKernel("map", mapper, outer))
     return stateful_batch("stateful_batch", up, build)
 
 
@@ -372,6 +375,7 @@ def _reduce_stateful(up: KeyedStream[V], reducer: Callable[[V, V], V]) -> KeyedS
     def build(resume: V | None) -> _ReduceLogic[V]:
         return _ReduceLogic(reducer, _NO_STATE if resume is None else resume)
 
+    with_kernel(build, StatefulKernel("fold", reducer, step))
     return stateful_batch("stateful_batch", partials, build)
 
 
@@ -427,9 +431,14 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
     partials = flat_map_batch("count_batch", up, count_batch)
 
     def build(resume: int | None) -> _ReduceLogic[int]:
-        return _ReduceLogic(int.__add__, _NO_STATE if resume is None else resume)
+        return _ReduceLogic(_add, _NO_STATE if resume is None else resume)
 
+    with_kernel(build, StatefulKernel("fold", _add, step))
     return stateful_batch("stateful_batch", partials, build)
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
 
 
 def _identity(x: Any) -> Any:

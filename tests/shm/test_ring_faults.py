@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import shm
+import shm._ring
 from shm import _segment
 
 #: A dead peer must be reported within this long (the requirement says ~1 s).
@@ -141,7 +142,7 @@ def test_too_small_dev_shm_fails_at_creation_naming_sizes(monkeypatch: Any, tmp_
     with pytest.raises(shm.ShmFull) as raised:
         shm.Ring.create(1 << 20, directory=str(tmp_path))
     message = str(raised.value)
-    needed = 64 + 192 + (1 << 20)
+    needed = shm._ring._DATA + (1 << 20)
     assert f"needed {needed} bytes" in message
     assert "available 40960 bytes" in message
     assert "tmpfs size" in message and "smaller ring capacity" in message

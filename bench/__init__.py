@@ -1,0 +1,1 @@
+"""shmflow benchmarks (pytest-benchmark suites plus standalone table scripts)."""

@@ -1,0 +1,110 @@
+"""Throughput of the shm ring vs multiprocessing.Queue and Pipe, producer and consumer
+in two processes.
+
+pytest-benchmark::
+
+    python -m pytest bench/bench_shm_ring.py --benchmark-only
+
+One run of every case printing a markdown table of medians and ratios against
+multiprocessing.Queue (about a minute)::
+
+    python -m bench.bench_shm_ring --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `shm` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pytest
+
+from bench._shm_workers import TRANSPORTS, WORKLOADS, Case
+
+ROUNDS = 3
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_throughput(benchmark: Any, transport: str, workload: str) -> None:
+    with Case(transport, workload) as case:
+        case.run_round()  # warm-up: imports, page faults, first allocations
+        benchmark.pedantic(case.run_round, rounds=ROUNDS, iterations=1)
+    median = benchmark.stats.stats.median
+    spec = WORKLOADS[workload]
+    benchmark.extra_info["items_per_s"] = spec.items_per_round / median
+    benchmark.extra_info["bytes_per_s"] = spec.bytes_per_round() / median
+    benchmark.extra_info["messages_per_round"] = spec.messages
+
+
+def measure(transport: str, workload: str, rounds: int) -> float:
+    """Median seconds of ``rounds`` rounds (after one warm-up)."""
+    with Case(transport, workload) as case:
+        case.run_round()
+        return statistics.median(case.run_round() for _ in range(rounds))
+
+
+def machine_description() -> str:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    return (
+        f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()} "
+        f"({platform.python_implementation()}), {platform.system()} {platform.machine()}"
+    )
+
+
+def table(rounds: int) -> str:
+    lines = [
+        f"Machine: {machine_description()}",
+        "",
+        f"Median of {rounds} rounds after one warm-up; ratio = throughput / "
+        "multiprocessing.Queue throughput in the same run.",
+        "",
+        "| workload | transport | median s/round | items/s | MB/s | vs Queue |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for workload in WORKLOADS:
+        spec = WORKLOADS[workload]
+        payload = spec.bytes_per_round()
+        baseline = None
+        for transport in TRANSPORTS:
+            seconds = measure(transport, workload, rounds)
+            baseline = seconds if transport == "queue" else baseline
+            ratio = baseline / seconds if baseline else float("nan")
+            lines.append(
+                f"| {workload} | {transport} | {seconds:.4f} | "
+                f"{spec.items_per_round / seconds:,.0f} | {payload / seconds / 1e6:,.1f} | "
+                f"{ratio:.2f}x |"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", action="store_true", help="run all cases, print a table")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    if not args.table:
+        parser.print_help()
+        return
+    print(table(args.rounds))
+
+
+if __name__ == "__main__":
+    main()
