@@ -22,8 +22,6 @@ import numpy as np
 import shm
 
 TRANSPORTS = ("queue", "pipe", "ring")
-#: Ring capacity used by the benchmark: room for a few 8 MB arrays in flight.
-RING_CAPACITY = 32 * 2**20
 #: Bound on any wait of the benchmark machinery (a stuck case fails, never hangs).
 CASE_TIMEOUT_S = 120.0
 
@@ -38,6 +36,9 @@ class Workload:
     batch_size: int = 1
     item: str = "int"  # "int" | "str" | "tuple" | "float64"
     array_length: int = 0
+    #: Ring size for this workload: small enough to stay cache-resident, large enough
+    #: for several messages in flight (an engine sizes its rings the same way).
+    ring_capacity: int = 256 * 2**10
 
     @property
     def items_per_round(self) -> int:
@@ -72,15 +73,15 @@ _ITEM_MAKERS: dict[str, Callable[[int], Any]] = {
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
-        Workload("int x1", "single", 50_000, item="int"),
-        Workload("str x1", "single", 50_000, item="str"),
-        Workload("tuple x1", "single", 50_000, item="tuple"),
-        Workload("int batch1000", "batch", 400, batch_size=1000, item="int"),
-        Workload("str batch1000", "batch", 400, batch_size=1000, item="str"),
-        Workload("tuple batch1000", "batch", 400, batch_size=1000, item="tuple"),
-        Workload("ndarray 1e3", "array", 20_000, item="float64", array_length=1_000),
-        Workload("ndarray 1e5", "array", 1_000, item="float64", array_length=100_000),
-        Workload("ndarray 1e6", "array", 60, item="float64", array_length=1_000_000),
+        Workload("int x1", "single", 50_000, 1, "int"),
+        Workload("str x1", "single", 50_000, 1, "str"),
+        Workload("tuple x1", "single", 50_000, 1, "tuple"),
+        Workload("int batch1000", "batch", 400, 1000, "int"),
+        Workload("str batch1000", "batch", 400, 1000, "str"),
+        Workload("tuple batch1000", "batch", 400, 1000, "tuple"),
+        Workload("ndarray 1e3", "array", 10_000, "float64", 1_000, 2**20),
+        Workload("ndarray 1e5", "array", 300, "float64", 100_000, 4 * 2**20),
+        Workload("ndarray 1e6", "array", 30, "float64", 1_000_000, 32 * 2**20),
     )
 }
 
@@ -136,7 +137,7 @@ class Case:
             endpoint, child_endpoint = receiver, sender
             self._receive = receiver.recv
         else:
-            self._ring = shm.Ring.create(RING_CAPACITY, tag="bench", role="consumer")
+            self._ring = shm.Ring.create(self.workload.ring_capacity, tag="bench", role="consumer")
             endpoint, child_endpoint = self._ring, self._ring.spec
             self._receive = self._ring.get_batch
         self._endpoint = endpoint

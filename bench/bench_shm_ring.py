@@ -14,6 +14,8 @@ multiprocessing.Queue (about a minute)::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import statistics
 import sys
@@ -43,11 +45,21 @@ def test_throughput(benchmark: Any, transport: str, workload: str) -> None:
     benchmark.extra_info["messages_per_round"] = spec.messages
 
 
-def measure(transport: str, workload: str, rounds: int) -> float:
-    """Median seconds of ``rounds`` rounds (after one warm-up)."""
-    with Case(transport, workload) as case:
-        case.run_round()
-        return statistics.median(case.run_round() for _ in range(rounds))
+def measure(workload: str, rounds: int) -> dict[str, float]:
+    """Median seconds per round of every transport for ``workload``.
+
+    The transports' rounds are interleaved (queue, pipe, ring, queue, ...) after one
+    warm-up each, so that load from elsewhere on the machine hits all of them alike.
+    """
+    with contextlib.ExitStack() as stack:
+        cases = [stack.enter_context(Case(transport, workload)) for transport in TRANSPORTS]
+        for case in cases:
+            case.run_round()
+        timings: dict[str, list[float]] = {transport: [] for transport in TRANSPORTS}
+        for _ in range(rounds):
+            for case in cases:
+                timings[case.transport].append(case.run_round())
+    return {transport: statistics.median(times) for transport, times in timings.items()}
 
 
 def machine_description() -> str:
@@ -60,8 +72,6 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    import os
-
     return (
         f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.system()} {platform.machine()}"
@@ -72,8 +82,9 @@ def table(rounds: int) -> str:
     lines = [
         f"Machine: {machine_description()}",
         "",
-        f"Median of {rounds} rounds after one warm-up; ratio = throughput / "
-        "multiprocessing.Queue throughput in the same run.",
+        f"Median of {rounds} rounds per transport after one warm-up, rounds of the three "
+        "transports interleaved; ratio = throughput / multiprocessing.Queue throughput "
+        "in the same run.",
         "",
         "| workload | transport | median s/round | items/s | MB/s | vs Queue |",
         "|---|---|---:|---:|---:|---:|",
@@ -81,11 +92,9 @@ def table(rounds: int) -> str:
     for workload in WORKLOADS:
         spec = WORKLOADS[workload]
         payload = spec.bytes_per_round()
-        baseline = None
-        for transport in TRANSPORTS:
-            seconds = measure(transport, workload, rounds)
-            baseline = seconds if transport == "queue" else baseline
-            ratio = baseline / seconds if baseline else float("nan")
+        medians = measure(workload, rounds)
+        for transport, seconds in medians.items():
+            ratio = medians["queue"] / seconds
             lines.append(
                 f"| {workload} | {transport} | {seconds:.4f} | "
                 f"{spec.items_per_round / seconds:,.0f} | {payload / seconds / 1e6:,.1f} | "
@@ -98,7 +107,7 @@ def table(rounds: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", action="store_true", help="run all cases, print a table")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
     if not args.table:
         parser.print_help()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from engine._keyed import group_by_key
 from engine._plan import Plan, PlanStep
 from engine._progress import EOF_FRONTIER, FIRST_EPOCH, EpochClock, fold_frontiers
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
@@ -49,6 +50,8 @@ __all__ = [
 EMPTY_POLL_COOLDOWN_S = 0.001
 #: Upper bound on one idle sleep, so the worker stays responsive to its environment.
 MAX_IDLE_SLEEP_S = 0.05
+#: First idle sleep; doubles with every further idle round (up to MAX_IDLE_SLEEP_S).
+MIN_IDLE_SLEEP_S = 0.00005
 
 
 class _Tombstone:
@@ -106,6 +109,9 @@ class Exchange(Protocol):
     def close_epochs(self, step: PlanStep, frontier: int) -> None:
         """This worker will route nothing more to ``step`` before ``frontier``."""
 
+    def receive(self, worker: Worker) -> bool:
+        """Deliver batches and marks other workers sent; return whether any arrived."""
+
 
 class LocalExchange:
     """The exchange of a one-worker run: everything stays here."""
@@ -118,6 +124,9 @@ class LocalExchange:
 
     def close_epochs(self, step: PlanStep, frontier: int) -> None:
         pass
+
+    def receive(self, worker: Worker) -> bool:
+        return False
 
 
 def owned_parts(parts: list[str], worker_index: int, worker_count: int) -> list[str]:
@@ -165,6 +174,10 @@ class _Node:
     # -- data --------------------------------------------------------------------------
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
         """Receive a non-empty batch of ``epoch`` on input ``port``."""
+        raise NotImplementedError
+
+    def deliver(self, epoch: int, batch: list[Any]) -> None:
+        """Receive a batch another worker routed here (exchange steps only)."""
         raise NotImplementedError
 
     def emit(self, down: int, epoch: int, batch: list[Any]) -> None:
@@ -279,6 +292,7 @@ class _InputNode(_Node):
                 p.awake_at = wall_now + EMPTY_POLL_COOLDOWN_S
             if batch:
                 produced = True
+                self.worker.items_in += len(batch)
                 self.emit(0, epoch, batch)
                 if not self.worker.clock.timed:
                     # Untimed epochs: one batch per epoch; the next partition goes next.
@@ -381,9 +395,21 @@ class _BranchNode(_Node):
 
 
 class _PassNode(_Node):
-    """``merge`` and, with one worker, ``redistribute``: items pass unchanged."""
+    """``merge``: items pass unchanged."""
 
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        self.emit(0, epoch, batch)
+
+
+class _RedistributeNode(_Node):
+    """``redistribute``: batches are spread over the workers."""
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        batch = self.worker.exchange.route(self.step, epoch, batch)
+        if batch:
+            self.emit(0, epoch, batch)
+
+    def deliver(self, epoch: int, batch: list[Any]) -> None:
         self.emit(0, epoch, batch)
 
 
@@ -400,40 +426,6 @@ class _InspectNode(_Node):
         except Exception as ex:
             raise self.failure(epoch, ex) from ex
         self.emit(0, epoch, batch)
-
-
-def _split_keyed(step_id: str, batch: list[Any]) -> dict[str, list[Any]]:
-    """Group ``(key, value)`` pairs by key, checking their shape; keys in arrival order."""
-    groups: dict[str, list[Any]] = {}
-    get = groups.get
-    try:
-        for key, value in batch:
-            values = get(key)
-            if values is None:
-                groups[key] = [value]
-            else:
-                values.append(value)
-    except (TypeError, ValueError):
-        pass  # diagnosed below
-    else:
-        if {type(k) for k in groups} <= {str} and {type(i) for i in batch} <= {tuple}:
-            return groups
-    for item in batch:
-        if not isinstance(item, tuple) or len(item) != 2:
-            msg = (
-                f"step {step_id!r} is keyed and needs (key, value) 2-tuples with a str key; "
-                f"got {type(item).__name__} {item_repr(item)}. Use op.key_on(...) or "
-                "op.map(...) to make (str, value) pairs before this step"
-            )
-            raise ItemTypeError(msg)
-        if not isinstance(item[0], str):
-            msg = (
-                f"step {step_id!r} is keyed and needs str keys; got key of type "
-                f"{type(item[0]).__name__} in item {item_repr(item)}. Convert the key with "
-                "str() (keys route by a stable hash of the str)"
-            )
-            raise ItemTypeError(msg)
-    return groups
 
 
 class _StatefulNode(_Node):
@@ -463,7 +455,7 @@ class _StatefulNode(_Node):
 
     def apply(self, epoch: int, batch: list[Any]) -> None:
         try:
-            groups = _split_keyed(self.step_id, batch)
+            groups = group_by_key(self.step_id, batch)
         except ItemTypeError as ex:
             raise self.failure(epoch, ex) from None
         logics, touched = self.logics, self.touched
@@ -554,6 +546,7 @@ class _StatefulNode(_Node):
         if frontier == EOF_FRONTIER:
             last = max(old, self.frontier)
             self.frontier = last
+            self.wake(self.worker.config.wall_now())  # timers already due fire before EOF
             self.upstream_eof(last)
             self._snapshot(last)
         else:
@@ -616,7 +609,7 @@ class _MapKernelNode(_StatefulNode):
                 state = get(key, _MISSING)
                 if state is _MISSING:
                     if type(key) is not str:
-                        _split_keyed(step_id, batch)  # raises the diagnosis
+                        group_by_key(step_id, batch)  # raises the diagnosis
                     state = resume(step_id, key)
                 result = mapper(state, value)
                 if type(result) is not tuple or len(result) != 2:
@@ -632,7 +625,7 @@ class _MapKernelNode(_StatefulNode):
             raise self.failure(epoch, ex) from None
         except (TypeError, ValueError) as ex:
             try:
-                _split_keyed(step_id, batch)
+                group_by_key(step_id, batch)
             except ItemTypeError as bad:
                 raise self.failure(epoch, bad) from None
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
@@ -683,7 +676,7 @@ class _FoldKernelNode(_StatefulNode):
                     states[key] = reducer(state, value)
         except (TypeError, ValueError) as ex:
             try:
-                _split_keyed(self.step_id, batch)
+                group_by_key(self.step_id, batch)
             except ItemTypeError as bad:
                 raise self.failure(epoch, bad) from None
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
@@ -734,6 +727,7 @@ class _OutputNode(_Node):
 
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
         if self.dynamic_part is not None:
+            self.worker.items_out += len(batch)
             try:
                 self.dynamic_part.write_batch(batch)
             except Exception as ex:
@@ -750,10 +744,11 @@ class _OutputNode(_Node):
     def deliver(self, epoch: int, batch: list[Any]) -> None:
         """Write a batch of ``(key, value)`` routed to this worker's partitions."""
         try:
-            groups = _split_keyed(self.step_id, batch)
+            groups = group_by_key(self.step_id, batch)
         except ItemTypeError as ex:
             raise self.failure(epoch, ex) from None
         by_part: dict[int, list[Any]] = {}
+        self.worker.items_out += len(batch)
         try:
             for key, values in groups.items():
                 by_part.setdefault(self.partition_index(key), []).extend(values)
@@ -790,7 +785,7 @@ _NODE_TYPES: dict[str, type[_Node]] = {
     "stateful_batch": _StatefulNode,  # or a kernel variant, see _node_for
     "branch": _BranchNode,
     "merge": _PassNode,
-    "redistribute": _PassNode,
+    "redistribute": _RedistributeNode,
     "inspect_debug": _InspectNode,
 }
 
@@ -816,6 +811,8 @@ class Worker:
         snapshots: SnapshotRecorder | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        on_round: Callable[[Worker], None] | None = None,
+        on_frontier: Callable[[int], None] | None = None,
     ) -> None:
         self.plan = plan
         self.config = config if config is not None else WorkerConfig()
@@ -827,10 +824,17 @@ class Worker:
         self.epoch = self.config.first_epoch
         self._sleep = sleep
         self._monotonic = monotonic
+        self._on_round = on_round
+        self._on_frontier = on_frontier
+        #: Consecutive idle rounds; idle sleeps grow with it (short waits stay cheap).
+        self._idle_rounds = 0
         self.nodes = [_node_type(s)(s, self) for s in plan.steps]
         self.inputs = [n for n in self.nodes if isinstance(n, _InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0
+        #: Items read from this worker's input partitions / written to its sinks.
+        self.items_in = 0
+        self.items_out = 0
         self._wire()
         #: Oldest epoch any point of this worker may still see; published after commits.
         self.frontier = self.config.first_epoch
@@ -897,13 +901,19 @@ class Worker:
                     self.epoch += 1
                     self._input_cursor = (self._input_cursor + offset + 1) % count
                     break
+        if self.exchange.receive(self):
+            busy = True
         for node in self.nodes:
             if node.wake(wall_now):
                 busy = True
         self.advance_progress()
+        if self._on_round is not None:
+            self._on_round(self)
         if self.frontier == EOF_FRONTIER:
             return False
-        if not busy:
+        if busy:
+            self._idle_rounds = 0
+        else:
             self._idle(now, wall_now)
         return True
 
@@ -927,12 +937,15 @@ class Worker:
         if worker_frontier > self.frontier:
             self.snapshots.commit(worker_frontier)
             self.frontier = worker_frontier
+            if self._on_frontier is not None:
+                self._on_frontier(worker_frontier)
 
     def _idle(self, now: float, wall_now: float) -> None:
         wake_at = min((n.next_wake() for n in self.nodes), default=math.inf)
         delay = wake_at - wall_now
         if self.clock.timed:
             delay = min(delay, self.clock.epoch_end(self.epoch) - now)
-        delay = min(delay, MAX_IDLE_SLEEP_S)
+        delay = min(delay, MIN_IDLE_SLEEP_S * 2**self._idle_rounds, MAX_IDLE_SLEEP_S)
+        self._idle_rounds = min(self._idle_rounds + 1, 16)
         if delay > 0:
             self._sleep(delay)

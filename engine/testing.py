@@ -38,6 +38,7 @@ __all__ = [
     "TestingSink",
     "TestingSource",
     "TimeTestingGetter",
+    "cluster_main",
     "ffwd_iter",
     "poll_next_batch",
     "run_main",
@@ -88,6 +89,41 @@ def run_main(
         start=time.monotonic(),
     )
     Worker(plan, config).run()
+
+
+def cluster_main(
+    flow: Dataflow,
+    addresses: list[str] | None,
+    proc_id: int,
+    *,
+    epoch_interval: timedelta | None = None,
+    recovery_config: Any = None,
+    worker_count_per_proc: int = 1,
+) -> None:
+    """Run ``flow`` on ``worker_count_per_proc`` worker processes on this machine.
+
+    shmflow runs on one machine: ``addresses`` must be empty (or None) and ``proc_id``
+    0. Items written to a :class:`TestingSink` and inspector calls are relayed back to
+    this process. See :func:`engine.run_flow` for the programmatic entry point with
+    more options.
+    """
+    if addresses:
+        msg = (
+            f"shmflow runs on one machine; got addresses {addresses!r}. Pass [] and set "
+            "worker_count_per_proc to the number of worker processes"
+        )
+        raise ValueError(msg)
+    if proc_id != 0:
+        msg = f"proc_id must be 0 on a single machine; got {proc_id!r}"
+        raise ValueError(msg)
+    from engine._cluster import run_flow
+
+    run_flow(
+        flow,
+        workers=worker_count_per_proc,
+        epoch_interval=epoch_interval,
+        recovery_config=recovery_config,
+    )
 
 
 class _IterPartition(StatefulSourcePartition[X, int]):

@@ -868,9 +868,7 @@ class Ring:
             )
 
 
-def _encode_batch(
-    data: bytes, buffers: list[pickle.PickleBuffer]
-) -> tuple[int, list[Any], int]:
+def _encode_batch(data: bytes, buffers: list[pickle.PickleBuffer]) -> tuple[int, list[Any], int]:
     """Lay out a pickle and its out-of-band buffers; return (kind, parts, total bytes)."""
     if not buffers:
         return KIND_BATCH, [data], len(data)

@@ -16,11 +16,29 @@ OUR_SEGMENT_PREFIX = "shmflow-"
 CLEANUP_GRACE_S = 5.0
 
 
-def _our_segments() -> set[str]:
+def _creator_pid(name: str) -> int | None:
+    """Segment names are ``shmflow-<creator pid>-<run id>-<tag>``."""
     try:
-        return {n for n in os.listdir(SHM_DIR) if n.startswith(OUR_SEGMENT_PREFIX)}
+        return int(name[len(OUR_SEGMENT_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _our_segments() -> set[str]:
+    """Segments created by this test process, its children, or processes now dead.
+
+    Segments of other live processes (another test run, a benchmark) are not ours.
+    """
+    try:
+        names = [n for n in os.listdir(SHM_DIR) if n.startswith(OUR_SEGMENT_PREFIX)]
     except FileNotFoundError:
         return set()
+    mine = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+    return {
+        n
+        for n in names
+        if (pid := _creator_pid(n)) is None or pid in mine or not psutil.pid_exists(pid)
+    }
 
 
 def _is_infrastructure(proc: psutil.Process) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from engine.errors import item_repr
@@ -31,15 +31,15 @@ S = TypeVar("S")
 ZERO_TD: timedelta = timedelta(0)
 """A zero length of time."""
 
-UTC_MAX: datetime = datetime.max.replace(tzinfo=timezone.utc)
+UTC_MAX: datetime = datetime.max.replace(tzinfo=UTC)
 """The latest representable UTC datetime (the watermark at EOF)."""
 
-UTC_MIN: datetime = datetime.min.replace(tzinfo=timezone.utc)
+UTC_MIN: datetime = datetime.min.replace(tzinfo=UTC)
 """The earliest representable UTC datetime."""
 
 
 def _system_utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _same_time(timestamp: datetime) -> datetime | None:
@@ -349,7 +349,7 @@ def stamp_batch(clock: ClockLogic[V, Any], values: list[V], watermark: datetime)
     """
     fast = getattr(clock, "_stamp_batch", None)
     if fast is not None:
-        return fast(values)  # type: ignore[no-any-return]
+        return fast(values)
     clock.before_batch()
     return _stamp_with(clock, values, watermark)
 

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
@@ -25,7 +26,6 @@ from engine.operators._core import StatefulBatchLogic
 from engine.operators._windowing_clocks import UTC_MIN, ClockLogic, stamp_batch
 from engine.operators._windowing_windowers import (
     WindowerLogic,
-    WindowMetadata,
     _SlidingWindowerLogic,
 )
 
@@ -232,7 +232,7 @@ class _WindowStepLogic(StatefulBatchLogic[Any, Event, WindowSnapshot]):
         queue = self.queue
         if not queue and (not timestamps or max(timestamps) <= watermark):
             # Everything is due at once (the common case): skip the queue.
-            if any(a > b for a, b in zip(timestamps, timestamps[1:], strict=False)):
+            if any(a > b for a, b in pairwise(timestamps)):
                 order = sorted(range(len(values)), key=timestamps.__getitem__)
                 return [values[i] for i in order], [timestamps[i] for i in order]
             return values, timestamps
@@ -250,8 +250,11 @@ class _WindowStepLogic(StatefulBatchLogic[Any, Event, WindowSnapshot]):
             window_ids = windower.open_tumbling(timestamps)
         else:
             open_for = windower.open_for
-            pairs = [(window_id, v) for v, ts in zip(values, timestamps, strict=True)
-                     for window_id in open_for(ts)]
+            pairs = [
+                (window_id, v)
+                for v, ts in zip(values, timestamps, strict=True)
+                for window_id in open_for(ts)
+            ]
             window_ids = [window_id for window_id, _ in pairs]
             values = [v for _, v in pairs]
         if self.fold is not None:

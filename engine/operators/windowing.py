@@ -380,9 +380,7 @@ def count_window(
     """
     _require(callable(key), TypeError, f"key must be callable; got {key!r}")
     keyed = key_on("keyed", up, key)
-    return fold_window(
-        "sum", keyed, clock, windower, _zero, _count_one, int.__add__, ordered=False
-    )
+    return fold_window("sum", keyed, clock, windower, _zero, _count_one, int.__add__, ordered=False)
 
 
 _NOTHING_YET = None
@@ -602,10 +600,16 @@ def join_window(
     join_window_eg.show: ('u1', (0, ('ann', 'a@x')))
     join_window_eg.show: ('u2', (0, (None, 'b@x')))
     """
-    _require(insert_mode in ("first", "last", "product"), ValueError,
-             f"unknown join insert_mode {insert_mode!r}; use 'first', 'last' or 'product'")
-    _require(emit_mode in ("complete", "final", "running"), ValueError,
-             f"unknown join emit_mode {emit_mode!r}; use 'complete', 'final' or 'running'")
+    _require(
+        insert_mode in ("first", "last", "product"),
+        ValueError,
+        f"unknown join insert_mode {insert_mode!r}; use 'first', 'last' or 'product'",
+    )
+    _require(
+        emit_mode in ("complete", "final", "running"),
+        ValueError,
+        f"unknown join emit_mode {emit_mode!r}; use 'complete', 'final' or 'running'",
+    )
     _require(bool(sides), TypeError, "join_window needs at least one side stream")
     _check_window_args(clock, windower)
     labeled = [map_value(f"label_{i}", side, _side_labeler(i)) for i, side in enumerate(sides)]

@@ -1,19 +1,20 @@
 """Fixtures for engine tests.
 
-``entry_point`` runs a flow in each execution mode where it matters. Every engine test
-that runs a flow takes it from here, so adding an execution mode (e.g. N worker
-processes) runs the whole suite in that mode without rewriting tests.
+``entry_point`` runs a flow in each execution mode where it matters: in this process
+(``run_main``) and on 2 and 3 worker processes (``cluster_main``). Every engine test that
+runs a flow takes it from here, so the whole suite runs in every mode.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from engine.dataflow import Dataflow
-from engine.testing import run_main
+from engine.testing import cluster_main, run_main
 
 EntryPoint = Callable[..., None]
 
@@ -22,9 +23,15 @@ def _run_main(flow: Dataflow, **kwargs: Any) -> None:
     run_main(flow, **kwargs)
 
 
+def _cluster_main(flow: Dataflow, workers: int, **kwargs: Any) -> None:
+    cluster_main(flow, [], 0, worker_count_per_proc=workers, **kwargs)
+
+
 #: Name -> function running a flow with ``run_main``-style keyword arguments.
 ENTRY_POINTS: dict[str, EntryPoint] = {
     "run_main": _run_main,
+    "cluster-2": functools.partial(_cluster_main, workers=2),
+    "cluster-3": functools.partial(_cluster_main, workers=3),
 }
 
 

@@ -1,0 +1,473 @@
+"""The supervisor: runs a flow on N worker processes exchanging batches through shm rings.
+
+Lifecycle of :func:`run_flow`:
+
+1. compile the flow and cloudpickle the plan (an unpicklable step fails here, before any
+   process or segment exists, naming the step and the object);
+2. create every segment (a ring per ordered worker pair, the counter block) -- the
+   supervisor owns them and unlinks them in every exit path;
+3. start N workers as fresh interpreters (see :mod:`engine._worker_main`) and send each
+   its bootstrap over a private socket;
+4. wait on worker exits (pidfds), control connections and a wakeup pipe in one
+   ``multiprocessing.connection.wait``; relay sink items and inspector calls to the
+   caller; fold worker frontiers into the cluster frontier slot;
+5. on the first failure stop every worker (SIGTERM, then SIGKILL after a grace period)
+   and raise ONE error naming the step, worker and epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import cloudpickle
+
+from engine._metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
+from engine._plan import Plan, PlanStep, compile_plan
+from engine._progress import EOF_FRONTIER, FIRST_EPOCH
+from engine._worker_main import Bootstrap, RelayChannel
+from engine.dataflow import Dataflow
+from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
+from engine.outputs import DynamicSink, StatelessSinkPartition
+from engine.testing import TestingSink, epoch_interval_seconds
+from shm import Counters, Ring, new_run_id
+
+__all__ = ["ClusterOptions", "RunSummary", "run_flow"]
+
+#: Default frame space of each ring (one per ordered worker pair).
+DEFAULT_RING_CAPACITY = 8 * 1024 * 1024
+#: How long stopped workers get to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 2.0
+#: How long a started worker may take to report its first heartbeat.
+START_TIMEOUT_S = 60.0
+#: How often the supervisor wakes to fold frontiers and check heartbeats.
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to run a flow on worker processes."""
+
+    workers: int = 1
+    epoch_interval_s: float = 10.0
+    ring_capacity: int = DEFAULT_RING_CAPACITY
+    #: Fail the run when a worker makes no progress for this long (None: never).
+    stall_timeout_s: float | None = None
+
+
+@dataclass
+class RunSummary:
+    """Figures of a finished run."""
+
+    workers: int
+    wall_time_s: float
+    items_in: int = 0
+    items_out: int = 0
+    items_exchanged: int = 0
+    last_epoch: int = 0
+    per_worker: list[dict[str, int]] = field(default_factory=list)
+
+
+class _RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in a worker process."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\n(traceback in the worker process)\n{self.text}"
+
+
+# -- relays: objects that replace caller-side sinks and inspectors in the shipped plan --
+
+
+class _RelayPartition(StatelessSinkPartition[Any]):
+    def __init__(self, step_index: int) -> None:
+        self.step_index = step_index
+
+    def write_batch(self, items: list[Any]) -> None:
+        channel = RelayChannel.current
+        if channel is not None:
+            channel.add("sink", self.step_index, list(items))
+
+
+class _RelaySink(DynamicSink[Any]):
+    """Stands in for a TestingSink in worker processes: items go back to the caller."""
+
+    def __init__(self, step_index: int) -> None:
+        self.step_index = step_index
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RelayPartition:
+        return _RelayPartition(self.step_index)
+
+
+@dataclass(frozen=True)
+class _RelayInspector:
+    """Stands in for an inspector: calls are replayed in the caller, in order per worker."""
+
+    step_index: int
+
+    def __call__(self, step_id: str, item: Any, epoch: int, worker_index: int) -> None:
+        channel = RelayChannel.current
+        if channel is not None:
+            channel.add("inspect", self.step_index, [(item, epoch)])
+
+
+def _with_relays(plan: Plan) -> tuple[Plan, dict[int, Callable[[list[Any], int], None]]]:
+    """Swap caller-side sinks/inspectors for relays; return the caller-side handlers."""
+    handlers: dict[int, Callable[[list[Any], int], None]] = {}
+    steps = []
+    for step in plan.steps:
+        config = dict(step.config)
+        if step.kind == "output" and isinstance(config["sink"], TestingSink):
+            target = config["sink"]._items
+            handlers[step.index] = lambda items, _w, target=target: target.extend(items)
+            config["sink"] = _RelaySink(step.index)
+        elif step.kind == "inspect_debug":
+            inspector, step_id = config["inspector"], step.step_id
+
+            def replay(calls: list[Any], worker: int, fn: Any = inspector, sid: str = step_id):
+                for item, epoch in calls:
+                    fn(sid, item, epoch, worker)
+
+            handlers[step.index] = replay
+            config["inspector"] = _RelayInspector(step.index)
+        steps.append(dataclasses.replace(step, config=config))
+    return dataclasses.replace(plan, steps=tuple(steps)), handlers
+
+
+def _pickle_plan(plan: Plan) -> bytes:
+    """cloudpickle the plan; name the step and object that cannot be pickled."""
+    try:
+        return cloudpickle.dumps(plan)
+    except Exception as ex:
+        culprit = _find_unpicklable(plan)
+        where = (
+            f"step {culprit[0].step_id!r} ({culprit[1]}={item_repr(culprit[2])})"
+            if culprit is not None
+            else f"flow {plan.flow_id!r}"
+        )
+        msg = (
+            f"cannot send {where} to worker processes: {type(ex).__name__}: {ex}. Every "
+            "function, source and sink of a flow must be picklable with cloudpickle; "
+            "create resources such as open files, locks or connections inside "
+            "build_part()/build() or the function instead of capturing them"
+        )
+        raise EngineRuntimeError(msg, step_id=culprit[0].step_id if culprit else None) from ex
+
+
+def _find_unpicklable(plan: Plan) -> tuple[PlanStep, str, Any] | None:
+    for step in plan.steps:
+        for name, value in step.config.items():
+            try:
+                cloudpickle.dumps(value)
+            except Exception:
+                return step, name, value
+    return None
+
+
+# -- worker processes ---------------------------------------------------------------------
+
+
+#: Worker processes run this (not ``-m``: the module must keep its one import identity).
+_WORKER_COMMAND = "import sys; from engine._worker_main import main; sys.exit(main(sys.argv))"
+
+
+@dataclass
+class _WorkerProcess:
+    index: int
+    process: subprocess.Popen[bytes]
+    conn: Connection
+    pidfd: int
+    done: bool = False
+    exited: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _start_worker(index: int, boot: Bootstrap) -> _WorkerProcess:
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        theirs.close()
+    conn = Connection(ours.detach())
+    conn.send(dataclasses.replace(boot, worker_index=index))
+    return _WorkerProcess(index, process, conn, os.pidfd_open(process.pid))
+
+
+class _Cluster:
+    """One execution: segments, workers, the wait loop."""
+
+    def __init__(self, plan: Plan, options: ClusterOptions) -> None:
+        self.options = options
+        self.layout = CounterLayout(options.workers)
+        shipped, self.handlers = _with_relays(plan)
+        self.plan_bytes = _pickle_plan(shipped)
+        self.plan = plan
+        self.run_id = new_run_id()
+        self.rings: dict[tuple[int, int], Ring] = {}
+        self.counters: Counters | None = None
+        self.workers: list[_WorkerProcess] = []
+        self.started = time.monotonic()
+
+    # -- setup / teardown --------------------------------------------------------------
+    def create_segments(self) -> None:
+        n = self.options.workers
+        self.counters = Counters.create(self.layout.slot_count, run_id=self.run_id, tag="counters")
+        for k in range(n):
+            for j in range(n):
+                if k != j:
+                    self.rings[k, j] = Ring.create(
+                        self.options.ring_capacity, run_id=self.run_id, tag=f"ring-{k}-{j}"
+                    )
+
+    def start_workers(self) -> None:
+        assert self.counters is not None
+        n = self.options.workers
+        for k in range(n):
+            boot = Bootstrap(
+                plan=self.plan_bytes,
+                worker_index=k,
+                worker_count=n,
+                epoch_interval_s=self.options.epoch_interval_s,
+                start=self.started,
+                first_epoch=FIRST_EPOCH,
+                outbound={j: self.rings[k, j].spec for j in range(n) if j != k},
+                inbound={j: self.rings[j, k].spec for j in range(n) if j != k},
+                counters=self.counters.spec,
+                parent_pid=os.getpid(),
+                sys_path=list(sys.path),
+            )
+            self.workers.append(_start_worker(k, boot))
+
+    def stop_workers(self) -> None:
+        alive = [w for w in self.workers if w.process.poll() is None]
+        for w in alive:
+            try:
+                w.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        for w in alive:
+            try:
+                w.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.process.kill()
+                w.process.wait()
+
+    def release(self) -> None:
+        for w in self.workers:
+            if w.process.poll() is None:
+                w.process.kill()
+                w.process.wait()
+            w.conn.close()
+            os.close(w.pidfd)
+        for ring in self.rings.values():
+            ring.detach()
+            ring.unlink()
+        if self.counters is not None:
+            self.counters.detach()
+            self.counters.unlink()
+
+    # -- running -----------------------------------------------------------------------
+    def wait_for_completion(self) -> None:
+        assert self.counters is not None
+        by_conn = {w.conn: w for w in self.workers}
+        by_pidfd = {w.pidfd: w for w in self.workers}
+        while not all(w.exited for w in self.workers):
+            waitables: list[Any] = [w.conn for w in self.workers if not w.exited]
+            waitables += [w.pidfd for w in self.workers if not w.exited]
+            for ready in wait(waitables, timeout=POLL_INTERVAL_S):
+                if isinstance(ready, Connection):
+                    self._drain(by_conn[ready])
+                else:
+                    self._on_exit(by_pidfd[ready])  # type: ignore[index]
+            self._fold_frontiers()
+            self._check_stalls()
+
+    def _drain(self, w: _WorkerProcess) -> None:
+        while True:
+            try:
+                if not w.conn.poll():
+                    return
+                kind, payload = w.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "relay":
+                for what, step_index, items in payload:
+                    self.handlers[step_index](items, w.index)
+            elif kind == "done":
+                w.done = True
+            elif kind == "error":
+                raise self._worker_error(w, payload)
+
+    def _on_exit(self, w: _WorkerProcess) -> None:
+        self._drain(w)  # read what it sent before exiting
+        code = w.process.wait()
+        w.exited = True
+        if code == 0 and w.done:
+            return
+        epoch = self._worker_epoch(w.index)
+        if code < 0:
+            name = signal.Signals(-code).name
+            msg = (
+                f"worker {w.index} (pid {w.pid}) was killed by signal {-code} ({name}) at "
+                f"epoch {epoch}; the other workers were stopped. Check for the OOM killer "
+                "(dmesg) or whoever sent the signal, then run again"
+            )
+        else:
+            msg = (
+                f"worker {w.index} (pid {w.pid}) exited with status {code} at epoch {epoch} "
+                "without reporting an error; see its output above"
+            )
+        raise EngineRuntimeError(msg, worker_index=w.index, epoch=epoch)
+
+    def _worker_epoch(self, index: int) -> int:
+        assert self.counters is not None
+        return self.counters.get(self.layout.slot(index, WorkerSlot.EPOCH)) or FIRST_EPOCH
+
+    def _worker_error(self, w: _WorkerProcess, report: dict[str, Any]) -> EngineRuntimeError:
+        cause: BaseException | None = None
+        if report["cause"] is not None:
+            try:
+                cause = cloudpickle.loads(report["cause"])
+            except Exception:
+                cause = None
+        if cause is None and report["cause_repr"] is not None:
+            cause = _RemoteTraceback(report["cause_repr"])
+        remote = _RemoteTraceback(report["traceback"])
+        if cause is not None and isinstance(cause, BaseException):
+            cause.__cause__ = remote
+        else:
+            cause = remote
+        message = report["message"]
+        if not report["is_engine_error"]:
+            message = (
+                f"worker {w.index} (pid {w.pid}) failed: {report['type']}: {message}"
+            )
+        error_type = ItemTypeError if report["is_type_error"] else EngineRuntimeError
+        error = error_type(
+            message,
+            step_id=report["step_id"],
+            worker_index=w.index,
+            epoch=report["epoch"],
+        )
+        error.__cause__ = cause
+        return error
+
+    def _fold_frontiers(self) -> None:
+        assert self.counters is not None
+        frontiers = [
+            self.counters.get(self.layout.slot(w.index, WorkerSlot.FRONTIER))
+            for w in self.workers
+        ]
+        self.counters.set(CLUSTER_FRONTIER_SLOT, min(frontiers, default=EOF_FRONTIER))
+
+    def _check_stalls(self) -> None:
+        limit = self.options.stall_timeout_s
+        if limit is None:
+            return
+        assert self.counters is not None
+        now_ms = int(time.monotonic() * 1000)
+        for w in self.workers:
+            if w.exited:
+                continue
+            beat = self.counters.get(self.layout.slot(w.index, WorkerSlot.HEARTBEAT_MS))
+            if beat and now_ms - beat > limit * 1000:
+                step = self.counters.get(self.layout.slot(w.index, WorkerSlot.CURRENT_STEP))
+                step_id = self.plan.steps[step - 1].step_id if step else "(between steps)"
+                msg = (
+                    f"worker {w.index} (pid {w.pid}) made no progress for more than "
+                    f"{limit:g} s in step {step_id!r} at epoch {self._worker_epoch(w.index)} "
+                    "(stall timeout); look for an endless loop or a blocking call in that "
+                    "step's code, or raise stall_timeout"
+                )
+                raise EngineRuntimeError(msg, step_id=step_id, worker_index=w.index)
+
+    def summary(self) -> RunSummary:
+        assert self.counters is not None
+        values = self.counters.array
+        per_worker = []
+        for w in self.workers:
+            block = values[self.layout.worker_block(w.index)]
+            per_worker.append(
+                {
+                    "items_in": int(block[WorkerSlot.ITEMS_IN]),
+                    "items_out": int(block[WorkerSlot.ITEMS_OUT]),
+                    "items_sent": int(block[WorkerSlot.ITEMS_SENT]),
+                    "items_received": int(block[WorkerSlot.ITEMS_RECEIVED]),
+                    "epoch": int(block[WorkerSlot.EPOCH]),
+                }
+            )
+        return RunSummary(
+            workers=self.options.workers,
+            wall_time_s=time.monotonic() - self.started,
+            items_in=sum(p["items_in"] for p in per_worker),
+            items_out=sum(p["items_out"] for p in per_worker),
+            items_exchanged=sum(p["items_sent"] for p in per_worker),
+            last_epoch=max((p["epoch"] for p in per_worker), default=0),
+            per_worker=per_worker,
+        )
+
+
+def run_flow(
+    flow: Dataflow,
+    *,
+    workers: int = 1,
+    epoch_interval: timedelta | None = None,
+    recovery_config: Any = None,
+    ring_capacity: int = DEFAULT_RING_CAPACITY,
+    stall_timeout: timedelta | None = None,
+) -> RunSummary:
+    """Run ``flow`` on ``workers`` worker processes until every input is exhausted.
+
+    Each worker is a fresh interpreter running the whole flow on its share of the data;
+    workers exchange batches through shared-memory rings (``ring_capacity`` bytes per
+    ordered pair of workers). ``epoch_interval`` defaults to 10 s. ``stall_timeout``
+    fails the run when a worker makes no progress for that long (default: never).
+
+    Returns a :class:`RunSummary`. Raises :class:`~engine.errors.EngineRuntimeError`
+    naming the step, worker and epoch when a worker fails, and ``KeyboardInterrupt``
+    after stopping the workers when interrupted.
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        msg = f"workers must be a positive int; got {workers!r}"
+        raise ValueError(msg)
+    if recovery_config is not None:
+        msg = "recovery is not available yet in this version of shmflow"
+        raise NotImplementedError(msg)
+    options = ClusterOptions(
+        workers=workers,
+        epoch_interval_s=epoch_interval_seconds(epoch_interval),
+        ring_capacity=ring_capacity,
+        stall_timeout_s=None if stall_timeout is None else stall_timeout.total_seconds(),
+    )
+    cluster = _Cluster(compile_plan(flow), options)
+    try:
+        cluster.create_segments()
+        cluster.start_workers()
+        cluster.wait_for_completion()
+        return cluster.summary()
+    except BaseException:
+        cluster.stop_workers()
+        raise
+    finally:
+        cluster.release()

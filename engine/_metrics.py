@@ -1,0 +1,58 @@
+"""Layout of the shared counter block of a run.
+
+Every slot has exactly one writer (see :mod:`shm._counters`): slot 0 belongs to the
+supervisor, each worker writes only its own block of :data:`SLOTS_PER_WORKER` slots.
+Anyone may read; readers fold (min for frontiers, sum for counts), so no process ever
+needs a cross-process read-modify-write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CounterLayout", "WorkerSlot"]
+
+#: Slot of the cluster frontier (written by the supervisor).
+CLUSTER_FRONTIER_SLOT = 0
+
+
+class WorkerSlot:
+    """Offsets inside one worker's block."""
+
+    FRONTIER = 0  #: the worker frontier (published after its snapshots are committed)
+    EPOCH = 1  #: the epoch the worker's inputs are in
+    HEARTBEAT_MS = 2  #: monotonic milliseconds of the worker's last round
+    ITEMS_IN = 3  #: items read from the worker's input partitions
+    ITEMS_OUT = 4  #: items written to sinks by this worker
+    CURRENT_STEP = 5  #: plan index + 1 of the step running now (0: none)
+    ITEMS_SENT = 6  #: items sent to other workers through rings
+    ITEMS_RECEIVED = 7  #: items received from other workers
+    BACKLOG = 8  #: frames read while blocked on a full ring, not yet delivered
+
+
+SLOTS_PER_WORKER = 16
+
+
+@dataclass(frozen=True)
+class CounterLayout:
+    """Slot numbers of a run with ``worker_count`` workers."""
+
+    worker_count: int
+
+    @property
+    def slot_count(self) -> int:
+        """Total slots in the block."""
+        return 1 + self.worker_count * SLOTS_PER_WORKER
+
+    def slot(self, worker_index: int, offset: int) -> int:
+        """The slot of ``offset`` (a :class:`WorkerSlot` value) for a worker.
+
+        >>> CounterLayout(2).slot(1, WorkerSlot.EPOCH)
+        18
+        """
+        return 1 + worker_index * SLOTS_PER_WORKER + offset
+
+    def worker_block(self, worker_index: int) -> slice:
+        """The slice of a worker's slots in the block array."""
+        start = self.slot(worker_index, 0)
+        return slice(start, start + SLOTS_PER_WORKER)

@@ -1,0 +1,204 @@
+"""Entry point of a worker process (``main(["", FD])`` in a fresh interpreter).
+
+The supervisor starts every worker as a fresh interpreter (never a fork, and never
+re-importing the user's ``__main__``) with one end of a socket pair as file descriptor
+``FD``. Over it the worker receives its bootstrap (the cloudpickled plan, its index,
+the ring and counter specs) and sends back relayed sink items and inspector calls, and
+finally ``done`` or the error that stopped it.
+
+Ownership: the supervisor creates and unlinks every segment; a worker only attaches and
+detaches. A worker ignores SIGINT (the supervisor decides how a run stops), dies with its
+parent (``PR_SET_PDEATHSIG`` plus a parent-pid check every round) and exits on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cloudpickle
+
+from engine._executor import Worker, WorkerConfig
+from engine._metrics import CounterLayout, WorkerSlot
+from engine.errors import EngineRuntimeError
+from shm import Counters, Ring, RingSpec
+
+__all__ = ["Bootstrap", "RelayChannel", "main"]
+
+#: Relay messages are flushed to the supervisor when this many are buffered.
+RELAY_FLUSH_ITEMS = 1000
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Bootstrap:
+    """Everything a worker needs, sent by the supervisor right after start."""
+
+    plan: bytes
+    worker_index: int
+    worker_count: int
+    epoch_interval_s: float
+    start: float
+    first_epoch: int
+    outbound: dict[int, RingSpec]
+    inbound: dict[int, RingSpec]
+    counters: Any
+    parent_pid: int
+    sys_path: list[str] = field(default_factory=list)
+
+
+class RelayChannel:
+    """Buffers messages for the supervisor (sink items, inspector calls); sends in bulk."""
+
+    current: RelayChannel | None = None
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.buffer: list[tuple[str, int, Any]] = []
+        self.size = 0
+
+    def add(self, kind: str, step_index: int, payload: list[Any]) -> None:
+        self.buffer.append((kind, step_index, payload))
+        self.size += len(payload)
+        if self.size >= RELAY_FLUSH_ITEMS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.conn.send(("relay", self.buffer))
+            self.buffer = []
+            self.size = 0
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the per-round parent check still ends the worker
+
+
+class _Publisher:
+    """Writes this worker's counter slots once per round."""
+
+    def __init__(self, counters: Counters, worker_index: int, worker_count: int, parent: int):
+        self.counters = counters
+        self.layout = CounterLayout(worker_count)
+        self.index = worker_index
+        self.parent = parent
+
+    def slot(self, offset: int) -> int:
+        return self.layout.slot(self.index, offset)
+
+    def heartbeat(self) -> None:
+        if os.getppid() != self.parent:
+            os._exit(3)  # the supervisor is gone: stop at once, commit nothing more
+        self.counters.set(self.slot(WorkerSlot.HEARTBEAT_MS), int(time.monotonic() * 1000))
+
+    def on_round(self, worker: Worker) -> None:
+        self.heartbeat()
+        set_slot, slot = self.counters.set, self.slot
+        set_slot(slot(WorkerSlot.EPOCH), worker.epoch)
+        set_slot(slot(WorkerSlot.ITEMS_IN), worker.items_in)
+        set_slot(slot(WorkerSlot.ITEMS_OUT), worker.items_out)
+        exchange = worker.exchange
+        set_slot(slot(WorkerSlot.ITEMS_SENT), getattr(exchange, "items_sent", 0))
+        set_slot(slot(WorkerSlot.ITEMS_RECEIVED), getattr(exchange, "items_received", 0))
+        if RelayChannel.current is not None:
+            RelayChannel.current.flush()
+
+    def on_frontier(self, frontier: int) -> None:
+        self.counters.set(self.slot(WorkerSlot.FRONTIER), frontier)
+
+
+def _run(conn: Connection) -> None:
+    boot: Bootstrap = conn.recv()
+    for entry in reversed(boot.sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    counters = Counters.attach(boot.counters)
+    outbound = {j: Ring.attach(spec, role="producer") for j, spec in boot.outbound.items()}
+    inbound = {j: Ring.attach(spec, role="consumer") for j, spec in boot.inbound.items()}
+    publisher = _Publisher(counters, boot.worker_index, boot.worker_count, boot.parent_pid)
+    publisher.heartbeat()
+    try:
+        from engine._exchange import RingExchange
+
+        plan = cloudpickle.loads(boot.plan)
+        exchange = RingExchange(
+            plan,
+            boot.worker_index,
+            boot.worker_count,
+            outbound,
+            inbound,
+            boot.first_epoch,
+            on_wait=publisher.heartbeat,
+        )
+        config = WorkerConfig(
+            worker_index=boot.worker_index,
+            worker_count=boot.worker_count,
+            epoch_interval_s=boot.epoch_interval_s,
+            start=boot.start,
+            first_epoch=boot.first_epoch,
+        )
+        worker = Worker(
+            plan,
+            config,
+            exchange=exchange,
+            on_round=publisher.on_round,
+            on_frontier=publisher.on_frontier,
+        )
+        counters.set(publisher.slot(WorkerSlot.FRONTIER), boot.first_epoch)
+        worker.run()
+        if RelayChannel.current is not None:
+            RelayChannel.current.flush()
+    finally:
+        for ring in [*outbound.values(), *inbound.values()]:
+            ring.detach()
+        counters.detach()
+
+
+def _error_report(ex: BaseException) -> dict[str, Any]:
+    cause = ex.__cause__ if ex.__cause__ is not None else None
+    try:
+        pickled_cause = cloudpickle.dumps(cause) if cause is not None else None
+    except Exception:
+        pickled_cause = None
+    return {
+        "type": type(ex).__name__,
+        "is_engine_error": isinstance(ex, EngineRuntimeError),
+        "is_type_error": isinstance(ex, TypeError),
+        "message": str(ex),
+        "step_id": getattr(ex, "step_id", None),
+        "epoch": getattr(ex, "epoch", None),
+        "traceback": "".join(traceback.format_exception(ex)),
+        "cause": pickled_cause,
+        "cause_repr": f"{type(cause).__name__}: {cause}" if cause is not None else None,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Run one worker; the exit status tells the supervisor how it ended."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+    _die_with_parent()
+    conn = Connection(int(argv[1]))
+    RelayChannel.current = RelayChannel(conn)
+    try:
+        _run(conn)
+    except BaseException as ex:  # report everything to the supervisor, then exit non-zero
+        try:
+            conn.send(("error", _error_report(ex)))
+        except OSError:
+            pass
+        return 1
+    conn.send(("done", None))
+    return 0
+
