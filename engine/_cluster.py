@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import cloudpickle
+import psutil
 
 from engine._metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
 from engine._plan import Plan, PlanStep, compile_plan
@@ -42,7 +43,7 @@ from engine.outputs import DynamicSink, StatelessSinkPartition
 from engine.testing import TestingSink, epoch_interval_seconds
 from shm import Counters, Ring, new_run_id
 
-__all__ = ["ClusterOptions", "RunSummary", "run_flow"]
+__all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
 
 #: Default frame space of each ring (one per ordered worker pair).
 DEFAULT_RING_CAPACITY = 8 * 1024 * 1024
@@ -52,6 +53,8 @@ STOP_GRACE_S = 2.0
 START_TIMEOUT_S = 60.0
 #: How often the supervisor wakes to fold frontiers and check heartbeats.
 POLL_INTERVAL_S = 0.05
+#: How often the live status callback is called.
+STATUS_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,45 @@ class RunSummary:
     items_exchanged: int = 0
     last_epoch: int = 0
     per_worker: list[dict[str, int]] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for people."""
+        rate = self.items_in / self.wall_time_s if self.wall_time_s > 0 else 0.0
+        return (
+            f"shmflow: {self.workers} worker(s), {self.items_in:,} items in, "
+            f"{self.items_out:,} out, {self.items_exchanged:,} exchanged, "
+            f"{self.wall_time_s:.2f} s ({_si(rate)} items/s in), last epoch {self.last_epoch}"
+        )
+
+
+@dataclass
+class ClusterStatus:
+    """A live view of a running cluster (what the status line of ``shmflow run`` shows)."""
+
+    elapsed_s: float
+    items_in_per_s: float
+    items_out_per_s: float
+    epoch: int
+    cluster_frontier: int
+    cpu_percent: list[float]
+    ring_full_waits: int
+
+    def line(self) -> str:
+        """The status line."""
+        frontier = "EOF" if self.cluster_frontier >= EOF_FRONTIER else str(self.cluster_frontier)
+        cpus = " ".join(f"{c:.0f}%" for c in self.cpu_percent)
+        return (
+            f"shmflow {self.elapsed_s:6.1f}s | in {_si(self.items_in_per_s)}/s "
+            f"out {_si(self.items_out_per_s)}/s | epoch {self.epoch} frontier {frontier} "
+            f"| cpu {cpus} | ring full waits {self.ring_full_waits}"
+        )
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
 
 
 class _RemoteTraceback(Exception):
@@ -181,7 +223,7 @@ def _find_unpicklable(plan: Plan) -> tuple[PlanStep, str, Any] | None:
 
 
 #: Worker processes run this (not ``-m``: the module must keep its one import identity).
-_WORKER_COMMAND = "import sys; from engine._worker_main import main; sys.exit(main(sys.argv))"
+_WORKER_COMMAND = "import sys; from engine._worker_main import run_and_exit; run_and_exit(sys.argv)"
 
 
 @dataclass
@@ -191,6 +233,7 @@ class _WorkerProcess:
     conn: Connection
     pidfd: int
     done: bool = False
+    closed: bool = False
     exited: bool = False
 
     @property
@@ -216,7 +259,12 @@ def _start_worker(index: int, boot: Bootstrap) -> _WorkerProcess:
 class _Cluster:
     """One execution: segments, workers, the wait loop."""
 
-    def __init__(self, plan: Plan, options: ClusterOptions) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        options: ClusterOptions,
+        on_status: Callable[[ClusterStatus], None] | None = None,
+    ) -> None:
         self.options = options
         self.layout = CounterLayout(options.workers)
         shipped, self.handlers = _with_relays(plan)
@@ -227,6 +275,9 @@ class _Cluster:
         self.counters: Counters | None = None
         self.workers: list[_WorkerProcess] = []
         self.started = time.monotonic()
+        self.on_status = on_status
+        self._last_status: tuple[float, int, int] = (self.started, 0, 0)
+        self._psutil: dict[int, psutil.Process] = {}
 
     # -- setup / teardown --------------------------------------------------------------
     def create_segments(self) -> None:
@@ -293,7 +344,7 @@ class _Cluster:
         by_conn = {w.conn: w for w in self.workers}
         by_pidfd = {w.pidfd: w for w in self.workers}
         while not all(w.exited for w in self.workers):
-            waitables: list[Any] = [w.conn for w in self.workers if not w.exited]
+            waitables: list[Any] = [w.conn for w in self.workers if not (w.exited or w.closed)]
             waitables += [w.pidfd for w in self.workers if not w.exited]
             for ready in wait(waitables, timeout=POLL_INTERVAL_S):
                 if isinstance(ready, Connection):
@@ -302,6 +353,8 @@ class _Cluster:
                     self._on_exit(by_pidfd[ready])  # type: ignore[index]
             self._fold_frontiers()
             self._check_stalls()
+            if self.on_status is not None:
+                self._report_status()
 
     def _drain(self, w: _WorkerProcess) -> None:
         while True:
@@ -310,6 +363,7 @@ class _Cluster:
                     return
                 kind, payload = w.conn.recv()
             except (EOFError, OSError):
+                w.closed = True  # the worker is exiting; its pidfd tells when it is gone
                 return
             if kind == "relay":
                 for what, step_index, items in payload:
@@ -402,6 +456,47 @@ class _Cluster:
                 )
                 raise EngineRuntimeError(msg, step_id=step_id, worker_index=w.index)
 
+    def _report_status(self) -> None:
+        assert self.counters is not None and self.on_status is not None
+        now = time.monotonic()
+        if now - self._last_status[0] < STATUS_INTERVAL_S:
+            return
+        values = self.counters.array
+        items_in = sum(int(values[self.layout.slot(w.index, WorkerSlot.ITEMS_IN)]) for w in self.workers)
+        items_out = sum(
+            int(values[self.layout.slot(w.index, WorkerSlot.ITEMS_OUT)]) for w in self.workers
+        )
+        then, last_in, last_out = self._last_status
+        span = max(now - then, 1e-9)
+        self._last_status = (now, items_in, items_out)
+        cpu = []
+        for w in self.workers:
+            try:
+                cpu.append(self._psutil_process(w).cpu_percent(None))
+            except psutil.Error:
+                cpu.append(0.0)
+        self.on_status(
+            ClusterStatus(
+                elapsed_s=now - self.started,
+                items_in_per_s=(items_in - last_in) / span,
+                items_out_per_s=(items_out - last_out) / span,
+                epoch=max(
+                    (int(values[self.layout.slot(w.index, WorkerSlot.EPOCH)]) for w in self.workers),
+                    default=0,
+                ),
+                cluster_frontier=int(values[CLUSTER_FRONTIER_SLOT]),
+                cpu_percent=cpu,
+                ring_full_waits=sum(r.statistics().full_count for r in self.rings.values()),
+            )
+        )
+
+    def _psutil_process(self, w: _WorkerProcess) -> psutil.Process:
+        process = self._psutil.get(w.index)
+        if process is None:
+            process = self._psutil[w.index] = psutil.Process(w.pid)
+            process.cpu_percent(None)  # first call primes the measurement
+        return process
+
     def summary(self) -> RunSummary:
         assert self.counters is not None
         values = self.counters.array
@@ -436,6 +531,7 @@ def run_flow(
     recovery_config: Any = None,
     ring_capacity: int = DEFAULT_RING_CAPACITY,
     stall_timeout: timedelta | None = None,
+    on_status: Callable[[ClusterStatus], None] | None = None,
 ) -> RunSummary:
     """Run ``flow`` on ``workers`` worker processes until every input is exhausted.
 
@@ -443,6 +539,7 @@ def run_flow(
     workers exchange batches through shared-memory rings (``ring_capacity`` bytes per
     ordered pair of workers). ``epoch_interval`` defaults to 10 s. ``stall_timeout``
     fails the run when a worker makes no progress for that long (default: never).
+    ``on_status`` is called about twice a second with a :class:`ClusterStatus`.
 
     Returns a :class:`RunSummary`. Raises :class:`~engine.errors.EngineRuntimeError`
     naming the step, worker and epoch when a worker fails, and ``KeyboardInterrupt``
@@ -460,7 +557,7 @@ def run_flow(
         ring_capacity=ring_capacity,
         stall_timeout_s=None if stall_timeout is None else stall_timeout.total_seconds(),
     )
-    cluster = _Cluster(compile_plan(flow), options)
+    cluster = _Cluster(compile_plan(flow), options, on_status)
     try:
         cluster.create_segments()
         cluster.start_workers()

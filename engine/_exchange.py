@@ -17,6 +17,7 @@ inbound rings into a backlog, so two workers sending to each other never deadloc
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,14 +26,22 @@ from typing import TYPE_CHECKING, Any
 from engine._plan import EXCHANGE_KEY, EXCHANGE_PARTITION, EXCHANGE_REDISTRIBUTE, Plan, PlanStep
 from engine._progress import EOF_FRONTIER, SenderMarks
 from engine._keyed import group_by_key
-from engine.errors import EngineRuntimeError
+from engine.errors import EngineRuntimeError, item_repr
 from recovery import DEFAULT_KEY_GROUPS, group_owner, key_group
 from shm import FrameTooLarge, Ring, WouldBlock
 
 if TYPE_CHECKING:
     from engine._executor import Worker
 
-__all__ = ["KIND_DATA", "KIND_EOF", "KIND_MARK", "RingExchange", "decode_tag", "encode_tag"]
+__all__ = [
+    "KIND_DATA",
+    "KIND_EOF",
+    "KIND_MARK",
+    "ExchangeError",
+    "RingExchange",
+    "decode_tag",
+    "encode_tag",
+]
 
 KIND_DATA = 0
 KIND_MARK = 1
@@ -48,6 +57,10 @@ MAX_SEND_BACKOFF_S = 0.001
 FRAMES_PER_RING_PER_ROUND = 64
 #: Owner caches are cleared when they grow past this many keys (bounds memory).
 OWNER_CACHE_LIMIT = 1 << 20
+
+
+class ExchangeError(EngineRuntimeError):
+    """Items could not be sent to another worker (for example, they cannot be pickled)."""
 
 
 def encode_tag(kind: int, step_index: int, epoch: int) -> int:
@@ -194,6 +207,26 @@ class RingExchange:
             self._send(dest, tag, [])
 
     def _send(self, dest: int, tag: int, items: list[Any]) -> None:
+        try:
+            self._put(dest, tag, items)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as ex:
+            raise self._unpicklable(dest, items, ex) from ex
+
+    def _unpicklable(self, dest: int, items: list[Any], ex: BaseException) -> Exception:
+        """Name the first item that cannot be pickled (only called on the error path)."""
+        for item in items:
+            try:
+                pickle.dumps(item, protocol=5)
+            except Exception:
+                return ExchangeError(
+                    f"cannot send item {type(item).__name__} {item_repr(item)} to worker "
+                    f"{dest}: {type(ex).__name__}: {ex}. Items crossing workers (before keyed "
+                    "steps, partitioned sinks and redistribute) must be picklable; turn it "
+                    "into plain data (tuple, dict, ...) before this step"
+                )
+        return ExchangeError(f"cannot send a batch to worker {dest}: {type(ex).__name__}: {ex}")
+
+    def _put(self, dest: int, tag: int, items: list[Any]) -> None:
         ring = self.outbound[dest]
         try:
             ring.try_put_batch(items, tag)
@@ -219,8 +252,8 @@ class RingExchange:
         """A batch too large for one frame: halve it, or chunk a single huge item."""
         if len(items) > 1:
             middle = len(items) // 2
-            self._send(dest, tag, items[:middle])
-            self._send(dest, tag, items[middle:])
+            self._put(dest, tag, items[:middle])
+            self._put(dest, tag, items[middle:])
             return
         # One item larger than the ring: the ring splits it into chunks and the peer
         # reassembles it; put_batch waits (watching the peer) while the ring is full.

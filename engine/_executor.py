@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from engine._keyed import group_by_key
+from engine._keyed import check_keyed, group_by_key
 from engine._plan import Plan, PlanStep
 from engine._progress import EOF_FRONTIER, FIRST_EPOCH, EpochClock, fold_frontiers
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
@@ -185,15 +185,29 @@ class _Node:
         consumers = self.downstream[down]
         if not consumers:
             return
+        gauge = self.worker.step_gauge
         if len(consumers) == 1:
             node, port = consumers[0]
+            if gauge is not None:
+                gauge[0] = node.step.index + 1
             node.push(port, epoch, batch)
-            return
-        copies = [batch] + [list(batch) for _ in consumers[1:]]
-        for (node, port), copy in zip(consumers, copies, strict=True):
-            node.push(port, epoch, copy)
+        else:
+            copies = [batch] + [list(batch) for _ in consumers[1:]]
+            for (node, port), copy in zip(consumers, copies, strict=True):
+                if gauge is not None:
+                    gauge[0] = node.step.index + 1
+                node.push(port, epoch, copy)
+        if gauge is not None:
+            gauge[0] = self.step.index + 1
 
     # -- progress ----------------------------------------------------------------------
+    def route(self, epoch: int, batch: list[Any]) -> list[Any]:
+        """Send the items other workers own (exchange steps); return this worker's share."""
+        try:
+            return self.worker.exchange.route(self.step, epoch, batch)
+        except Exception as ex:
+            raise self.failure(epoch, ex, "while sending items to other workers") from ex
+
     def upstream_frontier(self) -> int:
         return fold_frontiers(p.frontier for p in self.producers)
 
@@ -274,6 +288,8 @@ class _InputNode(_Node):
             p = self.partitions[(start + offset) % count]
             if p.eof or p.awake_at > wall_now:
                 continue
+            if self.worker.step_gauge is not None:
+                self.worker.step_gauge[0] = self.step.index + 1
             try:
                 batch = p.part.next_batch()
                 if type(batch) is not list:
@@ -405,7 +421,7 @@ class _RedistributeNode(_Node):
     """``redistribute``: batches are spread over the workers."""
 
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
-        batch = self.worker.exchange.route(self.step, epoch, batch)
+        batch = self.route(epoch, batch)
         if batch:
             self.emit(0, epoch, batch)
 
@@ -442,7 +458,7 @@ class _StatefulNode(_Node):
         self.pending: dict[int, list[list[Any]]] = {}
 
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
-        batch = self.worker.exchange.route(self.step, epoch, batch)
+        batch = self.route(epoch, batch)
         if batch:
             self.deliver(epoch, batch)
 
@@ -604,12 +620,17 @@ class _MapKernelNode(_StatefulNode):
         out: list[Any] = []
         append = out.append
         key, value = "", None
+        if not set(map(type, batch)) <= _TUPLE_ONLY:
+            try:
+                check_keyed(step_id, batch)
+            except ItemTypeError as bad:
+                raise self.failure(epoch, bad) from None
         try:
             for key, value in batch:
                 state = get(key, _MISSING)
                 if state is _MISSING:
                     if type(key) is not str:
-                        group_by_key(step_id, batch)  # raises the diagnosis
+                        check_keyed(step_id, batch)  # raises the diagnosis
                     state = resume(step_id, key)
                 result = mapper(state, value)
                 if type(result) is not tuple or len(result) != 2:
@@ -625,7 +646,7 @@ class _MapKernelNode(_StatefulNode):
             raise self.failure(epoch, ex) from None
         except (TypeError, ValueError) as ex:
             try:
-                group_by_key(step_id, batch)
+                check_keyed(step_id, batch)
             except ItemTypeError as bad:
                 raise self.failure(epoch, bad) from None
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
@@ -665,6 +686,11 @@ class _FoldKernelNode(_StatefulNode):
         resume = self.worker.snapshots.resume_state
         touch = self.touched.add
         key = ""
+        if not set(map(type, batch)) <= _TUPLE_ONLY:
+            try:
+                check_keyed(self.step_id, batch)
+            except ItemTypeError as bad:
+                raise self.failure(epoch, bad) from None
         try:
             for key, value in batch:
                 touch(key)
@@ -676,7 +702,7 @@ class _FoldKernelNode(_StatefulNode):
                     states[key] = reducer(state, value)
         except (TypeError, ValueError) as ex:
             try:
-                group_by_key(self.step_id, batch)
+                check_keyed(self.step_id, batch)
             except ItemTypeError as bad:
                 raise self.failure(epoch, bad) from None
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
@@ -695,6 +721,7 @@ class _FoldKernelNode(_StatefulNode):
 
 
 _MISSING = object()
+_TUPLE_ONLY = {tuple}
 
 
 class _OutputNode(_Node):
@@ -733,7 +760,7 @@ class _OutputNode(_Node):
             except Exception as ex:
                 raise self.failure(epoch, ex) from ex
             return
-        batch = self.worker.exchange.route(self.step, epoch, batch)
+        batch = self.route(epoch, batch)
         if batch:
             self.deliver(epoch, batch)
 
@@ -832,6 +859,8 @@ class Worker:
         self.inputs = [n for n in self.nodes if isinstance(n, _InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0
+        #: Where to record the plan index + 1 of the step running now (stall reports).
+        self.step_gauge: Any = None
         #: Items read from this worker's input partitions / written to its sinks.
         self.items_in = 0
         self.items_out = 0

@@ -1,4 +1,9 @@
-"""Checking and grouping keyed items: ``(str key, value)`` 2-tuples."""
+"""Checking and grouping keyed items: ``(str key, value)`` 2-tuples.
+
+Keyed steps accept tuples (and tuple subclasses such as named tuples) of length 2 whose
+first element is a ``str``; anything else is an :class:`~engine.errors.ItemTypeError`
+naming the step and showing the item.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,46 @@ from typing import Any
 
 from engine.errors import ItemTypeError, item_repr
 
-__all__ = ["group_by_key"]
+__all__ = ["check_keyed", "group_by_key"]
+
+_TUPLE_ONLY = {tuple}
+_STR_ONLY = {str}
+
+
+def _bad_item(step_id: str, item: Any) -> ItemTypeError | None:
+    if not isinstance(item, tuple) or len(item) != 2:
+        return ItemTypeError(
+            f"step {step_id!r} is keyed and needs (key, value) 2-tuples with a str key; "
+            f"got {type(item).__name__} {item_repr(item)}. Use op.key_on(...) or "
+            "op.map(...) to make (str, value) pairs before this step"
+        )
+    if not isinstance(item[0], str):
+        return ItemTypeError(
+            f"step {step_id!r} is keyed and needs str keys; got key of type "
+            f"{type(item[0]).__name__} in item {item_repr(item)}. Convert the key with "
+            "str() (keys route by a stable hash of the str)"
+        )
+    return None
+
+
+def check_keyed(step_id: str, batch: list[Any], keys: Any = None) -> None:
+    """Raise :class:`ItemTypeError` for the first item of ``batch`` that is not a pair.
+
+    ``keys`` (the distinct keys, if the caller has them) makes the common case cheap:
+    one pass over item types, one over distinct key types.
+    """
+    if set(map(type, batch)) <= _TUPLE_ONLY and (
+        keys is not None and set(map(type, keys)) <= _STR_ONLY
+    ):
+        for item in batch:
+            if len(item) != 2:
+                break
+        else:
+            return
+    for item in batch:
+        error = _bad_item(step_id, item)
+        if error is not None:
+            raise error
 
 
 def group_by_key(step_id: str, batch: list[Any]) -> dict[str, list[Any]]:
@@ -21,23 +65,8 @@ def group_by_key(step_id: str, batch: list[Any]) -> dict[str, list[Any]]:
             else:
                 values.append(value)
     except (TypeError, ValueError):
-        pass  # diagnosed below
-    else:
-        if {type(k) for k in groups} <= {str} and {type(i) for i in batch} <= {tuple}:
-            return groups
-    for item in batch:
-        if not isinstance(item, tuple) or len(item) != 2:
-            msg = (
-                f"step {step_id!r} is keyed and needs (key, value) 2-tuples with a str key; "
-                f"got {type(item).__name__} {item_repr(item)}. Use op.key_on(...) or "
-                "op.map(...) to make (str, value) pairs before this step"
-            )
-            raise ItemTypeError(msg)
-        if not isinstance(item[0], str):
-            msg = (
-                f"step {step_id!r} is keyed and needs str keys; got key of type "
-                f"{type(item[0]).__name__} in item {item_repr(item)}. Convert the key with "
-                "str() (keys route by a stable hash of the str)"
-            )
-            raise ItemTypeError(msg)
+        check_keyed(step_id, batch)  # raises the diagnosis
+        raise
+    if not (set(map(type, batch)) <= _TUPLE_ONLY and set(map(type, groups)) <= _STR_ONLY):
+        check_keyed(step_id, batch)
     return groups

@@ -30,7 +30,7 @@ from engine._metrics import CounterLayout, WorkerSlot
 from engine.errors import EngineRuntimeError
 from shm import Counters, Ring, RingSpec
 
-__all__ = ["Bootstrap", "RelayChannel", "main"]
+__all__ = ["Bootstrap", "RelayChannel", "main", "run_and_exit"]
 
 #: Relay messages are flushed to the supervisor when this many are buffered.
 RELAY_FLUSH_ITEMS = 1000
@@ -155,6 +155,8 @@ def _run(conn: Connection) -> None:
             on_round=publisher.on_round,
             on_frontier=publisher.on_frontier,
         )
+        gauge_slot = publisher.slot(WorkerSlot.CURRENT_STEP)
+        worker.step_gauge = counters.writable_slots(gauge_slot, gauge_slot + 1)
         counters.set(publisher.slot(WorkerSlot.FRONTIER), boot.first_epoch)
         worker.run()
         if RelayChannel.current is not None:
@@ -201,4 +203,13 @@ def main(argv: list[str]) -> int:
         return 1
     conn.send(("done", None))
     return 0
+
+
+def run_and_exit(argv: list[str]) -> None:
+    """Run one worker and leave without interpreter teardown (nothing is left to tidy:
+    rings and counters are detached and the supervisor has been told)."""
+    status = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 

@@ -106,6 +106,14 @@ class Counters:
         """Read one slot (any process)."""
         return int(self._view()[slot])
 
+    def writable_slots(self, start: int, stop: int) -> npt.NDArray[np.int64]:
+        """A live, writable view of slots ``start:stop`` for their single writer.
+
+        Storing into it costs one array assignment (no method call), for writers that
+        update a slot on every batch.
+        """
+        return self._view()[start:stop]
+
     @property
     def array(self) -> npt.NDArray[np.int64]:
         """A read-only copy of all slots, taken now."""

@@ -1,0 +1,48 @@
+"""The ``shmflow`` command: ``shmflow run|tune|bench|recovery ...``.
+
+``shmflow run`` is ``python -m engine.run``. ``tune``, ``bench`` and ``recovery`` are
+reserved for the worker-count tuner, the built-in benchmarks and the recovery store
+tools; this version says so and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from engine import run as run_command
+
+__all__ = ["main"]
+
+_USAGE = """usage: shmflow COMMAND [ARGS...]
+
+commands:
+  run IMPORT_STR [-w N] [-s SECONDS] ...   run a dataflow on N worker processes
+  tune IMPORT_STR                          find a good worker count (not in this version)
+  bench                                    run the built-in benchmarks (not in this version)
+  recovery init|inspect|gc DIR             recovery store tools (not in this version)
+
+`shmflow run --help` shows the options of run.
+"""
+
+_NOT_YET = {"tune", "bench", "recovery"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``shmflow`` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(_USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "run":
+        return run_command.main(rest, prog="shmflow run")
+    if command in _NOT_YET:
+        print(f"shmflow: error: '{command}' is not available in this version", file=sys.stderr)
+        return 2
+    print(f"shmflow: error: unknown command {command!r} (try: shmflow --help)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

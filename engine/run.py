@@ -1,0 +1,253 @@
+"""Run a dataflow from the command line: ``python -m engine.run IMPORT_STR -w N``.
+
+``IMPORT_STR`` names the flow: ``module`` or ``module:attr`` (``attr`` defaults to
+``flow``; it may also be a call of a factory with literal arguments, such as
+``module:make_flow(4, "x")``), or a path to a ``.py`` file, optionally with ``:attr``.
+The same command is installed as ``shmflow run``.
+
+Exit status: 0 when the flow finished, 1 when it failed (the error names the step,
+worker and epoch), 2 for bad command-line input, 130 when interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import cloudpickle
+
+from engine.dataflow import Dataflow
+from engine.errors import EngineRuntimeError
+
+__all__ = ["UsageError", "load_flow", "main", "parse_interval"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_interval(text: str) -> timedelta:
+    """Parse a non-negative number of seconds.
+
+    >>> parse_interval("2.5")
+    datetime.timedelta(seconds=2, microseconds=500000)
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"interval {text!r} is not a number of seconds") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise UsageError(f"interval {text!r} must be a finite number of seconds >= 0")
+    return timedelta(seconds=seconds)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"worker count {text!r} is not a whole number") from None
+    if value < 1:
+        raise UsageError(f"worker count must be at least 1, got {value}")
+    return value
+
+
+def _split_import_str(import_str: str) -> tuple[str, str]:
+    if import_str.endswith(".py") or os.path.sep in import_str.split(":")[0]:
+        path, _, attr = import_str.partition(":")
+        return path, attr or "flow"
+    module, _, attr = import_str.partition(":")
+    return module, attr or "flow"
+
+
+def _import_target(target: str) -> Any:
+    if target.endswith(".py") or os.path.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise UsageError(f"no such file: {target!r}")
+        name = f"shmflow_user_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"cannot load {target!r} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.path.insert(0, str(path.resolve().parent))
+        spec.loader.exec_module(module)
+        # Workers must not re-run the file: ship its functions by value.
+        cloudpickle.register_pickle_by_value(module)
+        return module
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as ex:
+        if ex.name is not None and (target == ex.name or target.startswith(ex.name + ".")):
+            raise UsageError(f"cannot import module {target!r}: {ex}") from None
+        raise
+
+
+def _attr_call(module: Any, attr: str) -> Any:
+    try:
+        expr = ast.parse(attr.strip(), mode="eval").body
+    except SyntaxError:
+        raise UsageError(f"{attr!r} is not an attribute name or a call") from None
+    if isinstance(expr, ast.Name):
+        name, args, kwargs = expr.id, [], {}
+    elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        name = expr.func.id
+        try:
+            args = [ast.literal_eval(a) for a in expr.args]
+            kwargs = {str(k.arg): ast.literal_eval(k.value) for k in expr.keywords}
+        except ValueError:
+            raise UsageError(f"arguments of {attr!r} must be literals") from None
+    else:
+        raise UsageError(f"{attr!r} is not an attribute name or a simple call")
+    if not hasattr(module, name):
+        raise UsageError(f"module {module.__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    if isinstance(expr, ast.Call):
+        if not callable(value):
+            raise UsageError(f"{module.__name__}.{name} is not callable")
+        value = value(*args, **kwargs)
+    return value
+
+
+def load_flow(import_str: str) -> Dataflow:
+    """Import the flow named by ``import_str`` (see the module docstring)."""
+    target, attr = _split_import_str(import_str)
+    flow = _attr_call(_import_target(target), attr)
+    if not isinstance(flow, Dataflow):
+        raise UsageError(
+            f"{import_str!r} is a {type(flow).__name__}, not a Dataflow; point it at the "
+            "Dataflow object (module:attr)"
+        )
+    return flow
+
+
+def build_parser(prog: str = "python -m engine.run") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Run a dataflow on worker processes.",
+    )
+    parser.add_argument("import_str", metavar="IMPORT_STR", help="module[:attr] or file.py[:attr]")
+    parser.add_argument(
+        "-w", "--workers", type=_positive_int, default=1, help="worker processes (default 1)"
+    )
+    parser.add_argument(
+        "-s",
+        "--snapshot-interval",
+        type=parse_interval,
+        default=None,
+        help="epoch (snapshot) interval in seconds (default 10)",
+    )
+    parser.add_argument("-r", "--recovery-directory", default=None, help="recovery store")
+    parser.add_argument(
+        "-b", "--backup-interval", type=parse_interval, default=None, help="seconds of GC delay"
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=parse_interval,
+        default=None,
+        help="fail when a worker makes no progress for this many seconds (default off)",
+    )
+    parser.add_argument("--stats", default=None, help="write the run summary as JSON here")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
+    return parser
+
+
+def _status_printer(stream: Any) -> Any:
+    last = [0.0]
+
+    def show(status: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        stream.write("\r\x1b[K" + status.line())
+        stream.flush()
+
+    return show
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run a parsed ``run`` command; return the exit status."""
+    from engine._cluster import run_flow
+
+    if args.recovery_directory is not None or args.backup_interval is not None:
+        raise UsageError("recovery (-r/-b) is not available in this version of shmflow")
+    try:
+        flow = load_flow(args.import_str)
+    except UsageError:
+        raise
+    except Exception as ex:
+        raise UsageError(
+            f"loading {args.import_str!r} failed: {type(ex).__name__}: {ex} (import it in "
+            "Python to see the traceback)"
+        ) from None
+    live = sys.stdout.isatty() and not args.quiet
+    try:
+        summary = run_flow(
+            flow,
+            workers=args.workers,
+            epoch_interval=args.snapshot_interval,
+            stall_timeout=args.stall_timeout,
+            on_status=_status_printer(sys.stdout) if live else None,
+        )
+    except KeyboardInterrupt:
+        if live:
+            sys.stdout.write("\r\x1b[K")
+        print("shmflow: interrupted; all workers stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except EngineRuntimeError as ex:
+        if live:
+            sys.stdout.write("\r\x1b[K")
+        _print_failure(ex)
+        return EXIT_FAILED
+    if live:
+        sys.stdout.write("\r\x1b[K")
+        print(summary.line())
+    if args.stats is not None:
+        Path(args.stats).write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    return 0
+
+
+def _print_failure(ex: EngineRuntimeError) -> None:
+    cause = ex.__cause__
+    remote = getattr(cause, "__cause__", None) if cause is not None else None
+    detail = getattr(remote, "text", None) or getattr(cause, "text", None)
+    if detail:
+        print(detail.rstrip(), file=sys.stderr)
+    print(f"shmflow: error: {ex}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m engine.run") -> int:
+    """Entry point of ``python -m engine.run``; returns the exit status."""
+    try:
+        args = build_parser(prog).parse_args(argv)
+        return run_cli(args)
+    except UsageError as ex:
+        print(f"{prog.split()[-1]}: error: {ex}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
