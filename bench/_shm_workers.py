@@ -34,7 +34,7 @@ class Workload:
     shape: str  # "single" | "batch" | "array"
     messages: int
     batch_size: int = 1
-    item: str = "int"  # "int" | "str" | "tuple" | "float64"
+    item: str = "int"  # "int" | "str" | "tuple" (arrays are float64)
     array_length: int = 0
     #: Ring size for this workload: small enough to stay cache-resident, large enough
     #: for several messages in flight (an engine sizes its rings the same way).
@@ -79,16 +79,15 @@ WORKLOADS: dict[str, Workload] = {
         Workload("int batch1000", "batch", 400, 1000, "int"),
         Workload("str batch1000", "batch", 400, 1000, "str"),
         Workload("tuple batch1000", "batch", 400, 1000, "tuple"),
-        Workload("ndarray 1e3", "array", 10_000, "float64", 1_000, 2**20),
-        Workload("ndarray 1e5", "array", 300, "float64", 100_000, 4 * 2**20),
-        Workload("ndarray 1e6", "array", 30, "float64", 1_000_000, 32 * 2**20),
+        Workload("ndarray 1e3", "array", 10_000, array_length=1_000, ring_capacity=2**20),
+        Workload("ndarray 1e5", "array", 300, array_length=100_000, ring_capacity=4 * 2**20),
+        Workload("ndarray 1e6", "array", 30, array_length=1_000_000, ring_capacity=32 * 2**20),
     )
 }
 
 
-def producer_main(transport: str, endpoint: Any, control: Connection, workload_name: str) -> None:
+def producer_main(transport: str, endpoint: Any, control: Connection, workload: Workload) -> None:
     """Child process: send the workload's messages on every "go" until "stop"."""
-    workload = WORKLOADS[workload_name]
     messages = workload.build()
     ring = None
     if transport == "queue":
@@ -119,9 +118,9 @@ def producer_main(transport: str, endpoint: Any, control: Connection, workload_n
 class Case:
     """One (transport, workload) benchmark case with its producer child process."""
 
-    def __init__(self, transport: str, workload_name: str) -> None:
+    def __init__(self, transport: str, workload: str | Workload) -> None:
         self.transport = transport
-        self.workload = WORKLOADS[workload_name]
+        self.workload = WORKLOADS[workload] if isinstance(workload, str) else workload
         self._context = multiprocessing.get_context("spawn")
         self._ring: shm.Ring | None = None
         self._process: Any = None
@@ -144,7 +143,7 @@ class Case:
         self._control, child_control = context.Pipe()
         self._process = context.Process(
             target=producer_main,
-            args=(self.transport, child_endpoint, child_control, self.workload.name),
+            args=(self.transport, child_endpoint, child_control, self.workload),
             daemon=True,
         )
         self._process.start()

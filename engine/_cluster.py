@@ -41,7 +41,7 @@ from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
 from engine.outputs import DynamicSink, StatelessSinkPartition
 from engine.testing import TestingSink, epoch_interval_seconds
-from shm import Counters, Ring, new_run_id
+from shm import Counters, Ring, cleanup_stale, new_run_id
 
 __all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
 
@@ -558,6 +558,7 @@ def run_flow(
         stall_timeout_s=None if stall_timeout is None else stall_timeout.total_seconds(),
     )
     cluster = _Cluster(compile_plan(flow), options, on_status)
+    cleanup_stale()  # segments of earlier runs whose supervisor was killed
     try:
         cluster.create_segments()
         cluster.start_workers()

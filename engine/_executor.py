@@ -14,6 +14,7 @@ back; the multi-process runtime plugs in an exchange over shared-memory rings.
 from __future__ import annotations
 
 import heapq
+import operator
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -75,7 +76,10 @@ class SnapshotRecorder(Protocol):
     """Where snapshots go (the recovery store, or nowhere)."""
 
     def resume_state(self, step_id: str, key: str) -> Any:
-        """The state to resume ``key`` of ``step_id`` from, or None."""
+        """The state to resume ``key`` (a source/sink partition) of ``step_id`` from."""
+
+    def resume_states(self, step_id: str) -> dict[str, Any]:
+        """Every key state of a stateful step owned by this worker, to rebuild up front."""
 
     def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
         """Remember the state of (step, key) at the close of ``epoch``."""
@@ -89,6 +93,9 @@ class NullSnapshots:
 
     def resume_state(self, step_id: str, key: str) -> Any:
         return None
+
+    def resume_states(self, step_id: str) -> dict[str, Any]:
+        return {}
 
     def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
         pass
@@ -210,6 +217,10 @@ class _Node:
 
     def upstream_frontier(self) -> int:
         return fold_frontiers(p.frontier for p in self.producers)
+
+    def before_marks(self, local_frontier: int) -> None:
+        """This worker's input to this exchange step reached ``local_frontier``; send
+        anything still held back before the end-of-epoch marks go out."""
 
     def advance(self, frontier: int) -> None:
         """The input frontier moved from ``self.frontier`` to ``frontier``."""
@@ -494,9 +505,25 @@ class _StatefulNode(_Node):
             self.emit(0, epoch, out)
 
     def _build(self, key: str) -> StatefulBatchLogic[Any, Any, Any]:
-        logic = self.builder(self.worker.snapshots.resume_state(self.step_id, key))
+        logic = self.builder(None)
         self.logics[key] = logic
         return logic
+
+    def open(self) -> None:
+        """Rebuild every key this worker resumes, so timers and EOF reach them too."""
+        epoch = self.worker.config.first_epoch
+        key = ""
+        try:
+            for key, state in self.worker.snapshots.resume_states(self.step_id).items():
+                self.restore(key, state)
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"while resuming key {key!r}") from ex
+
+    def restore(self, key: str, state: Any) -> None:
+        """Bring back ``key`` from its snapshot."""
+        logic = self.builder(state)
+        self.logics[key] = logic
+        self._after_call(key, logic, False)
 
     def _after_call(
         self, key: str, logic: StatefulBatchLogic[Any, Any, Any], discard: bool
@@ -616,7 +643,7 @@ class _MapKernelNode(_StatefulNode):
 
     def apply(self, epoch: int, batch: list[Any]) -> None:
         states, mapper, step_id = self.states, self.mapper, self.step_id
-        get, touch, resume = states.get, self.touched.add, self.worker.snapshots.resume_state
+        get, touch = states.get, self.touched.add
         out: list[Any] = []
         append = out.append
         key, value = "", None
@@ -627,11 +654,9 @@ class _MapKernelNode(_StatefulNode):
                 raise self.failure(epoch, bad) from None
         try:
             for key, value in batch:
-                state = get(key, _MISSING)
-                if state is _MISSING:
-                    if type(key) is not str:
-                        check_keyed(step_id, batch)  # raises the diagnosis
-                    state = resume(step_id, key)
+                state = get(key)
+                if state is None and type(key) is not str:
+                    check_keyed(step_id, batch)  # raises the diagnosis
                 result = mapper(state, value)
                 if type(result) is not tuple or len(result) != 2:
                     raise self._bad_return(result, value)
@@ -665,6 +690,10 @@ class _MapKernelNode(_StatefulNode):
     def upstream_eof(self, epoch: int) -> None:
         pass  # stateful_map keeps its state and emits nothing at EOF
 
+    def restore(self, key: str, state: Any) -> None:
+        if state is not None:
+            self.states[key] = state
+
     def state_of(self, key: str) -> Any:
         return self.states.get(key, TOMBSTONE)
 
@@ -680,26 +709,46 @@ class _FoldKernelNode(_StatefulNode):
         super().__init__(step, worker)
         self.reducer = self.builder._shmflow_kernel.fn
         self.states: dict[str, Any] = {}
+        #: With several workers, partial results per epoch are combined here and sent
+        #: once per key and epoch (at epoch close) instead of once per key and batch.
+        self.combine = worker.config.worker_count > 1
+        self.partials: dict[int, dict[str, Any]] = {}
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        if not self.combine:
+            super().push(port, epoch, batch)
+            return
+        partial = self.partials.get(epoch)
+        if partial is None:
+            partial = self.partials[epoch] = {}
+        self._fold_into(partial, epoch, batch)
+
+    def before_marks(self, local_frontier: int) -> None:
+        for epoch in sorted(e for e in self.partials if e < local_frontier):
+            batch = list(self.partials.pop(epoch).items())
+            batch = self.route(epoch, batch)
+            if batch:
+                self.deliver(epoch, batch)
 
     def apply(self, epoch: int, batch: list[Any]) -> None:
-        states, reducer = self.states, self.reducer
-        resume = self.worker.snapshots.resume_state
-        touch = self.touched.add
+        self._fold_into(self.states, epoch, batch)
+        self.touched.update(map(_first, batch))
+
+    def _fold_into(self, states: dict[str, Any], epoch: int, batch: list[Any]) -> None:
+        reducer, get = self.reducer, states.get
         key = ""
-        if not set(map(type, batch)) <= _TUPLE_ONLY:
-            try:
-                check_keyed(self.step_id, batch)
-            except ItemTypeError as bad:
-                raise self.failure(epoch, bad) from None
         try:
-            for key, value in batch:
-                touch(key)
-                state = states.get(key, _MISSING)
-                if state is _MISSING:
-                    state = resume(self.step_id, key)
-                    states[key] = value if state is None else reducer(state, value)
-                else:
-                    states[key] = reducer(state, value)
+            if not set(map(type, batch)) <= _TUPLE_ONLY:
+                check_keyed(self.step_id, batch)
+            if reducer is operator.add:
+                for key, value in batch:
+                    states[key] = get(key, 0) + value
+            else:
+                for key, value in batch:
+                    state = get(key, _MISSING)
+                    states[key] = value if state is _MISSING else reducer(state, value)
+        except ItemTypeError as bad:
+            raise self.failure(epoch, bad) from None
         except (TypeError, ValueError) as ex:
             try:
                 check_keyed(self.step_id, batch)
@@ -708,6 +757,9 @@ class _FoldKernelNode(_StatefulNode):
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
         except Exception as ex:
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
+
+    def restore(self, key: str, state: Any) -> None:
+        self.states[key] = state
 
     def upstream_eof(self, epoch: int) -> None:
         out = sorted(self.states.items())
@@ -722,6 +774,7 @@ class _FoldKernelNode(_StatefulNode):
 
 _MISSING = object()
 _TUPLE_ONLY = {tuple}
+_first = operator.itemgetter(0)
 
 
 class _OutputNode(_Node):
@@ -905,7 +958,7 @@ class Worker:
     def open(self) -> None:
         """Build the partitions of every source and sink owned by this worker."""
         for node in self.nodes:
-            if isinstance(node, _InputNode | _OutputNode):
+            if isinstance(node, _InputNode | _OutputNode | _StatefulNode):
                 node.open()
 
     def close(self) -> None:
@@ -958,6 +1011,7 @@ class Worker:
                 frontier = node.upstream_frontier()
                 if node.step.exchange is not None:
                     local = frontier
+                    node.before_marks(local)
                     self.exchange.close_epochs(node.step, local)
                     frontier = min(local, self.exchange.remote_frontier(node.step))
             if frontier > node.frontier:

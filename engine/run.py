@@ -6,7 +6,9 @@
 The same command is installed as ``shmflow run``.
 
 Exit status: 0 when the flow finished, 1 when it failed (the error names the step,
-worker and epoch), 2 for bad command-line input, 130 when interrupted with Ctrl-C.
+worker and epoch), 2 for bad command-line input, 130 when interrupted with Ctrl-C, 143
+when stopped with SIGTERM or SIGHUP (the workers are stopped and shared memory released
+in every case).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +38,8 @@ __all__ = ["UsageError", "load_flow", "main", "parse_interval"]
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class UsageError(Exception):
@@ -212,6 +217,11 @@ def run_cli(args: argparse.Namespace) -> int:
             stall_timeout=args.stall_timeout,
             on_status=_status_printer(sys.stdout) if live else None,
         )
+    except _Terminated as ex:
+        if live:
+            sys.stdout.write("\r\x1b[K")
+        print(f"shmflow: stopped by {ex}; all workers stopped", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         if live:
             sys.stdout.write("\r\x1b[K")
@@ -239,14 +249,26 @@ def _print_failure(ex: EngineRuntimeError) -> None:
     print(f"shmflow: error: {ex}", file=sys.stderr)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop the run cleanly, like Ctrl-C."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise _Terminated(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m engine.run") -> int:
     """Entry point of ``python -m engine.run``; returns the exit status."""
+    previous = {sig: signal.signal(sig, _raise_terminated) for sig in _STOP_SIGNALS}
     try:
         args = build_parser(prog).parse_args(argv)
         return run_cli(args)
     except UsageError as ex:
         print(f"{prog.split()[-1]}: error: {ex}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

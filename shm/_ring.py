@@ -55,8 +55,9 @@ ordered CPU (ARM, POWER) this is not enough: publishing ``head``/``tail`` would 
 release store and reading them an acquire load (e.g. a tiny C extension or
 ``atomics``-style module) -- do not port the ring there without adding them.
 
-Waiting (``put``/``get`` and friends) spins briefly, then sleeps with exponential
-back-off up to 1 ms, so an idle side costs next to no CPU. While waiting it checks every
+Waiting (``put``/``get`` and friends) polls the header for ~100 us (yielding the CPU
+between polls, so a peer sharing the core can run), then sleeps with exponential back-off
+up to 1 ms, so an idle side costs next to no CPU. While waiting it checks every
 few milliseconds that the peer process (recorded in the header when a side first uses or
 claims its end) is alive, and raises :class:`~shm.errors.PeerGone` if not.
 """
@@ -117,6 +118,9 @@ _I_EMPTY_COUNT = _I_FRAMES_GOT + 2
 
 FRAME_HEADER = 16
 MIN_CAPACITY = 64
+#: A batch larger than the ring is cut into chunks of capacity / this, so the producer
+#: can write some while the consumer copies others out.
+CHUNKS_IN_FLIGHT = 4
 MAX_CAPACITY = 2**32  # payload lengths are u32
 
 KIND_RAW = 1
@@ -137,14 +141,22 @@ _loads = pickle.loads
 _ZEROS = bytes(16)
 _PICKLE_PROTOCOL = 5
 
-#: Failed attempts before a waiting side starts sleeping.
-SPIN_ATTEMPTS = 200
+#: How long a waiting side polls without sleeping: a sleep costs at least ~60 us on
+#: Linux (timer slack), more than a peer usually needs to free space or publish a frame.
+SPIN_S = 100e-6
+#: Polls between clock reads while spinning.
+_POLLS_PER_CLOCK_READ = 16
+#: First sleep of the back-off.
+MIN_BACKOFF_S = 20e-6
 #: Longest single sleep of the back-off.
 MAX_BACKOFF_S = 1e-3
 #: How often a waiting side checks that its peer process is alive.
 PEER_CHECK_INTERVAL_S = 0.005
 
+#: "Could not proceed": an attempt found the ring full/empty.
 _NOTHING: Any = object()
+#: "Not done, but moved": chunks of a large batch were read; waiting restarts its back-off.
+_PROGRESS: Any = object()
 
 
 def _pad16(n: int) -> int:
@@ -235,10 +247,9 @@ class Ring:
             self.detach()
             raise ShmError(f"segment {segment.name} does not hold a ring (bad ring magic)")
         self._capacity = self._q[_I_CAPACITY]
-        self._chunk_payload = (self._capacity // 2 & ~15) - FRAME_HEADER
+        self._chunk_payload = max(self._capacity // CHUNKS_IN_FLIGHT & ~15, 64) - FRAME_HEADER
         self._producer_claimed = False
         self._consumer_claimed = False
-        self._peer_start: dict[int, int | None] = {}
         # Consumer-side reassembly of a chunked batch: [kind, tag, buffer, filled].
         self._partial: list[Any] | None = None
         # Reused buffer_callback target of the batch pickler (out-of-band buffers).
@@ -412,6 +423,12 @@ class Ring:
     def __repr__(self) -> str:
         return f"<Ring {self._name} capacity={self._capacity}>"
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"a Ring handle ({self._name}) cannot be pickled; send ring.spec to the other "
+            "process and call Ring.attach(spec) there"
+        )
+
     # -- raw frames: put ----------------------------------------------------------------
 
     def try_put(self, frame: Frame, tag: int = 0) -> None:
@@ -481,7 +498,7 @@ class Ring:
             pos = 0
         mm = self._mm
         for part in parts:
-            size = len(part) if type(part) is bytes else memoryview(part).nbytes
+            size = part.nbytes if type(part) is memoryview else len(part)
             end = pos + size
             if end <= capacity:
                 mm[_DATA + pos : _DATA + end] = part
@@ -713,7 +730,7 @@ class Ring:
     def try_get_batch_tagged(self) -> tuple[int, list[Any]]:
         """Like :meth:`try_get_batch` but return ``(tag, items)``."""
         result = self._try_read_batch()
-        if result is _NOTHING:
+        if result is _NOTHING or result is _PROGRESS:
             self._q[_I_EMPTY_COUNT] += 1
             raise WouldBlock(f"ring {self._name} has no complete batch")
         return result
@@ -742,17 +759,19 @@ class Ring:
                 q[_I_BYTES_GOT] += nbytes
                 return tag, _loads(data)
         result = self._try_read_batch()
-        if result is _NOTHING:
+        if result is _NOTHING or result is _PROGRESS:
             self._q[_I_EMPTY_COUNT] += 1
             deadline = None if timeout is None else time.monotonic() + timeout
             result = self._wait(self._try_read_batch, deadline, timeout, "consumer")
         return result
 
     def _try_read_batch(self) -> Any:
+        """Return (tag, items), or _NOTHING (nothing read) / _PROGRESS (chunks read)."""
+        outcome = _NOTHING
         while True:
             frame = self._next_frame()
             if frame is None:
-                return _NOTHING
+                return outcome
             tail, pos, tag, nbytes, flags = frame
             kind = flags & _KIND_MASK
             part = flags & _PART_MASK
@@ -765,6 +784,7 @@ class Ring:
             result = self._take_chunk(tail, pos, tag, nbytes, kind, part)
             if result is not _NOTHING:
                 return result
+            outcome = _PROGRESS
 
     def _read_whole_batch(self, tail: int, pos: int, nbytes: int, kind: int) -> list[Any]:
         if kind == KIND_BATCH and pos + nbytes <= self._capacity:
@@ -775,9 +795,11 @@ class Ring:
             finally:
                 view.release()
                 self._consume(tail, nbytes)
-        buffer = bytearray(nbytes)
-        target = memoryview(buffer)
-        self._copy_into(target, pos, nbytes)
+        if pos + nbytes <= self._capacity:  # the one copy out (no zero-fill first)
+            target = memoryview(bytearray(self._mv[_DATA + pos : _DATA + pos + nbytes]))
+        else:
+            target = memoryview(bytearray(nbytes))
+            self._copy_into(target, pos, nbytes)
         self._consume(tail, nbytes)
         return _decode_batch(kind, target)
 
@@ -816,16 +838,38 @@ class Ring:
         timeout: float | None,
         role: Role,
     ) -> _T:
-        """Call ``attempt`` until it returns something other than _NOTHING.
+        """Call ``attempt`` until it returns a result (not _NOTHING or _PROGRESS).
 
         Spins, then sleeps with exponential back-off; checks the peer and the deadline.
+        _PROGRESS (part of a chunked batch read) restarts the spin and the back-off.
         """
-        for _ in range(SPIN_ATTEMPTS):
-            result = attempt()
-            if result is not _NOTHING:
-                return result
-        delay = 1e-5
         next_peer_check = 0.0
+        while True:
+            spin_until = time.perf_counter() + SPIN_S
+            while True:
+                for _ in range(_POLLS_PER_CLOCK_READ):
+                    result = attempt()
+                    if result is _PROGRESS:
+                        spin_until = time.perf_counter() + SPIN_S
+                    elif result is not _NOTHING:
+                        return result
+                if time.perf_counter() >= spin_until:
+                    break
+                os.sched_yield()  # let the peer run if it shares our core
+            result = self._sleep_until_progress(attempt, deadline, timeout, role, next_peer_check)
+            if result is not _PROGRESS:
+                return result
+
+    def _sleep_until_progress(
+        self,
+        attempt: Callable[[], _T],
+        deadline: float | None,
+        timeout: float | None,
+        role: Role,
+        next_peer_check: float,
+    ) -> _T:
+        """Poll with exponentially growing sleeps until ``attempt`` does something."""
+        delay = MIN_BACKOFF_S
         while True:
             result = attempt()
             if result is not _NOTHING:
@@ -869,18 +913,24 @@ class Ring:
 
 
 def _encode_batch(data: bytes, buffers: list[pickle.PickleBuffer]) -> tuple[int, list[Any], int]:
-    """Lay out a pickle and its out-of-band buffers; return (kind, parts, total bytes)."""
+    """Lay out a pickle and its out-of-band buffers; return (kind, parts, total bytes).
+
+    Each piece starts at a multiple of 16 (zero padding between pieces, none at the end).
+    """
     if not buffers:
         return KIND_BATCH, [data], len(data)
     raws = [buffer.raw() for buffer in buffers]
-    lengths = [raw.nbytes for raw in raws]
-    head = struct.pack(f"<QQ{len(raws)}Q", len(raws), len(data), *lengths)
-    parts: list[Any] = [head, _ZEROS[: _pad16(len(head)) - len(head)], data]
-    parts.append(_ZEROS[: _pad16(len(data)) - len(data)])
-    for raw, length in zip(raws, lengths, strict=True):
-        parts.append(raw)
-        parts.append(_ZEROS[: _pad16(length) - length])
-    nbytes = _pad16(len(head)) + _pad16(len(data)) + sum(_pad16(n) for n in lengths)
+    count = len(raws)
+    head = struct.pack(f"<QQ{count}Q", count, len(data), *[raw.nbytes for raw in raws])
+    parts: list[Any] = [head]
+    nbytes = len(head)
+    pieces: list[Any] = [data, *raws]
+    for piece in pieces:
+        pad = -nbytes & 15
+        if pad:
+            parts.append(_ZEROS[:pad])
+        parts.append(piece)
+        nbytes += pad + (len(piece) if type(piece) is bytes else piece.nbytes)
     return KIND_BATCH_OOB, parts, nbytes
 
 

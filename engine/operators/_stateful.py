@@ -8,8 +8,10 @@ partial result per key and batch crosses workers.
 from __future__ import annotations
 
 import builtins
+import inspect
 from abc import ABC, abstractmethod
 from collections import Counter
+from operator import add as _add
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -270,6 +272,7 @@ def stateful_flat_map(
 
 
 _NO_STATE = object()
+_STR_ONLY = {str}
 
 
 class _FoldLogic(StatefulBatchLogic[V, S, S]):
@@ -417,9 +420,11 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
         raise TypeError(msg)
     step = current_step_id()
 
+    count_items_themselves = _is_identity(key)
+
     def count_batch(batch: list[X]) -> list[tuple[str, int]]:
-        counts = Counter(builtins.map(key, batch))
-        if not {type(k) for k in counts} <= {str}:
+        counts = Counter(batch if count_items_themselves else builtins.map(key, batch))
+        if not set(builtins.map(type, counts)) <= _STR_ONLY:
             bad = next(k for k in counts if not isinstance(k, str))
             msg = (
                 f"key function of step {step!r} must return a str; it returned "
@@ -437,12 +442,28 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
     return stateful_batch("stateful_batch", partials, build)
 
 
-def _add(a: int, b: int) -> int:
-    return a + b
-
-
 def _identity(x: Any) -> Any:
     return x
+
+
+def _is_identity(fn: Any) -> bool:
+    """Whether ``fn`` is a plain ``lambda x: x`` (then calling it per item can be skipped).
+
+    >>> _is_identity(lambda w: w), _is_identity(str.lower), _is_identity(lambda w: w[0])
+    (True, False, False)
+    """
+    code = getattr(fn, "__code__", None)
+    reference = _identity.__code__
+    return (
+        code is not None
+        and not getattr(fn, "__closure__", None)
+        and not getattr(fn, "__defaults__", None)
+        and code.co_argcount == 1
+        and code.co_kwonlyargcount == 0
+        and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+        and code.co_code == reference.co_code
+        and code.co_consts == reference.co_consts
+    )
 
 
 @operator

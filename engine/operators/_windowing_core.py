@@ -14,6 +14,7 @@ three output streams.
 from __future__ import annotations
 
 import copy
+from bisect import bisect_right
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -236,12 +237,19 @@ class _WindowStepLogic(StatefulBatchLogic[Any, Event, WindowSnapshot]):
                 order = sorted(range(len(values)), key=timestamps.__getitem__)
                 return [values[i] for i in order], [timestamps[i] for i in order]
             return values, timestamps
-        queue.extend(zip(values, timestamps, strict=True))
-        due = [entry for entry in queue if entry[1] <= watermark]
-        if not due:
+        # The queue stays sorted by timestamp (stable: ties keep arrival order), so the
+        # due values are a prefix found by bisection, not a scan of the whole queue.
+        arrived = list(zip(values, timestamps, strict=True))
+        if any(a > b for a, b in pairwise(timestamps)):
+            arrived.sort(key=_by_timestamp)
+        in_order = not queue or not arrived or queue[-1][1] <= arrived[0][1]
+        queue.extend(arrived)
+        if not in_order:
+            queue.sort(key=_by_timestamp)  # merges two sorted runs in linear time
+        cut = bisect_right(queue, watermark, key=_by_timestamp)
+        if cut == 0:
             return [], []
-        self.queue = [entry for entry in queue if entry[1] > watermark]
-        due.sort(key=_by_timestamp)
+        due, self.queue = queue[:cut], queue[cut:]
         return [v for v, _ in due], [ts for _, ts in due]
 
     def _insert(self, values: list[Any], timestamps: list[datetime], events: list[Event]) -> None:

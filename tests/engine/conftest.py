@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from engine.dataflow import Dataflow
@@ -38,4 +39,7 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
 @pytest.fixture(params=list(ENTRY_POINTS))
 def entry_point(request: pytest.FixtureRequest) -> EntryPoint:
     """Run a flow: ``entry_point(flow, epoch_interval=..., ...)``."""
+    # Ship the test module's functions by value: worker processes then need not import
+    # the test module (and pytest with it), which keeps their start-up short.
+    cloudpickle.register_pickle_by_value(request.module)
     return ENTRY_POINTS[request.param]

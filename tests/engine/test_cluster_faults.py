@@ -206,7 +206,17 @@ def test_workers_exit_when_the_supervisor_is_killed() -> None:
 # -- FAULTS row 12: Ctrl-C --------------------------------------------------------------------
 
 
-def test_ctrl_c_of_engine_run_exits_130_with_one_message() -> None:
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "status", "message"),
+    [
+        (signal.SIGINT, True, 130, "shmflow: interrupted; all workers stopped"),
+        (signal.SIGTERM, False, 143, "shmflow: stopped by SIGTERM; all workers stopped"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_stopping_engine_run_exits_cleanly_with_one_message(
+    signum: int, whole_group: bool, status: int, message: str
+) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "engine.run", f"{FLOWS}:flow", "-w", "2"],
         env=_env(),
@@ -225,15 +235,18 @@ def test_ctrl_c_of_engine_run_exits_130_with_one_message() -> None:
             "the run's segments",
         )
         workers = _workers_of(process.pid)
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+        if whole_group:
+            os.killpg(process.pid, signum)  # what Ctrl-C does: the whole foreground group
+        else:
+            os.kill(process.pid, signum)  # e.g. a service manager stopping the supervisor
         _, stderr = process.communicate(timeout=20)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130
+    assert process.returncode == status
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines() == ["shmflow: interrupted; all workers stopped"]
+    assert stderr.strip().splitlines() == [message]
     _, alive = psutil.wait_procs(workers, timeout=3)
     assert alive == []
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"shmflow-{process.pid}-")]

@@ -55,3 +55,17 @@ def test_writer_process_increments_its_slot_reader_sees_monotonic_values(peers: 
 def test_bad_slot_count() -> None:
     with pytest.raises(ValueError):
         shm.Counters.create(0)
+
+
+def test_writable_slots_is_a_live_view_for_the_single_writer() -> None:
+    with shm.Counters.create(4, tag="gauge") as counters:
+        other = shm.Counters.attach(counters.spec)
+        try:
+            gauge = counters.writable_slots(2, 3)
+            gauge[0] = 41
+            assert other.get(2) == 41 and counters.array.tolist() == [0, 0, 41, 0]
+            with pytest.raises(IndexError):
+                counters.writable_slots(3, 5)
+            del gauge
+        finally:
+            other.detach()

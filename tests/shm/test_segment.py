@@ -115,3 +115,10 @@ def test_only_the_creator_unlinks_a_ring() -> None:
         with pytest.raises(shm.ShmError, match="only its creator"):
             attached.unlink()
         attached.detach()
+
+
+def test_handles_refuse_pickling_and_point_to_the_spec() -> None:
+    with shm.Ring.create(64, tag="nopickle") as ring, shm.Counters.create(1) as counters:
+        for handle in (ring, counters):
+            with pytest.raises(TypeError, match=r"\.spec"):
+                pickle.dumps(handle)

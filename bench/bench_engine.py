@@ -1,0 +1,197 @@
+"""Engine benchmarks: one worker in-process, N worker processes, start-up.
+
+Run with pytest-benchmark (``pytest bench/bench_engine.py --benchmark-only``) or as a
+script that measures everything in one run and prints a markdown table of medians and
+ratios against the baselines measured in the same run:
+
+    python -m bench.bench_engine --table [--rounds 3] [--bytewax]
+
+``--bytewax`` adds Bytewax 0.21.1 running the same flows (install the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bench import flows
+from engine import run_flow
+from engine.testing import run_main
+
+# -- pytest-benchmark ------------------------------------------------------------------------
+
+SINGLE = sorted(flows.FLOWS)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    return {name: make() for name, (make, _, _) in flows.FLOWS.items()}
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_single_worker(benchmark: Any, data: dict[str, Any], name: str) -> None:
+    _, build, _ = flows.FLOWS[name]
+    items = data[name]
+    flow = build(items)
+    benchmark.group = name
+    benchmark.extra_info["items"] = len(items)
+    benchmark.pedantic(lambda: run_main(flow), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_baseline(benchmark: Any, data: dict[str, Any], name: str) -> None:
+    _, _, baseline = flows.FLOWS[name]
+    items = data[name]
+    benchmark.group = name
+    benchmark.extra_info["items"] = len(items)
+    benchmark.pedantic(lambda: baseline(items), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cpu_bound(benchmark: Any, workers: int) -> None:
+    items = flows.ints(200_000)
+    benchmark.group = "cpu_bound"
+    benchmark.pedantic(
+        lambda: run_flow(flows.cpu_flow(items), workers=workers), rounds=2, iterations=1
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_wordcount_cluster(benchmark: Any, workers: int) -> None:
+    items = flows.words(2_000_000)
+    benchmark.group = "wordcount_cluster"
+    benchmark.pedantic(
+        lambda: run_flow(flows.count_final_flow(items), workers=workers), rounds=2, iterations=1
+    )
+
+
+def test_startup_two_workers(benchmark: Any) -> None:
+    benchmark.group = "startup"
+    benchmark.pedantic(lambda: run_flow(flows.empty_flow(), workers=2), rounds=5, iterations=1)
+
+
+# -- script mode: one run, one table -----------------------------------------------------------
+
+
+def _median_time(fn: Callable[[], Any], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _bytewax_runner(name: str) -> Callable[[Any], Callable[[], Any]] | None:
+    try:
+        from bench import bytewax_flows
+    except ImportError:
+        return None
+    return bytewax_flows.RUNNERS.get(name)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def single_worker_table(rounds: int, with_bytewax: bool) -> list[str]:
+    header = "| flow | items | baseline items/s | shmflow items/s | shmflow / baseline |"
+    rule = "|---|---:|---:|---:|---:|"
+    if with_bytewax:
+        header += " Bytewax 0.21.1 items/s | shmflow / Bytewax |"
+        rule += "---:|---:|"
+    lines = [header, rule]
+    for name in SINGLE:
+        make, build, baseline = flows.FLOWS[name]
+        items = make()
+        flow = build(items)  # partitioning the data is not part of the measurement
+        base = _median_time(lambda: baseline(items), rounds)
+        ours = _median_time(lambda: run_main(flow), rounds)
+        n = len(items)
+        row = f"| {name} | {n:,} | {n / base / 1e6:.2f} M | {n / ours / 1e6:.2f} M | {base / ours:.0%} |"
+        if with_bytewax:
+            runner = _bytewax_runner(name)
+            if runner is None:
+                row += " n/a | n/a |"
+            else:
+                theirs = _median_time(runner(items), rounds)
+                row += f" {n / theirs / 1e6:.2f} M | {theirs / ours:.1f}x |"
+        lines.append(row)
+        print(row, file=sys.stderr, flush=True)
+    return lines
+
+
+def cluster_table(rounds: int, with_bytewax: bool) -> list[str]:
+    lines = [
+        "| flow | items | 1 worker items/s | 2 workers items/s | speed-up 2 vs 1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    cases: list[tuple[str, list[Any], Callable[[list[Any]], Any]]] = [
+        ("cpu_bound (~20 us/item)", flows.ints(200_000), flows.cpu_flow),
+        ("wordcount_count_final", flows.words(2_000_000), flows.count_final_flow),
+        ("wordcount_stateful_map", flows.words(2_000_000), flows.stateful_map_flow),
+        ("window_sum", flows.events(1_000_000), flows.window_flow),
+    ]
+    for name, items, build in cases:
+        flow = build(items)
+        times = {w: _median_time(lambda w=w: run_flow(flow, workers=w), rounds) for w in (1, 2)}
+        n = len(items)
+        row = (
+            f"| {name} | {n:,} | {n / times[1] / 1e6:.2f} M | {n / times[2] / 1e6:.2f} M "
+            f"| {times[1] / times[2]:.2f}x |"
+        )
+        lines.append(row)
+        print(row, file=sys.stderr, flush=True)
+    startup = _median_time(lambda: run_flow(flows.empty_flow(), workers=2), max(rounds, 5))
+    lines.append("")
+    lines.append(f"Start and stop of an empty 2-worker cluster: {startup * 1000:.0f} ms (median).")
+    summary = run_flow(flows.count_final_flow(flows.words(2_000_000)), workers=2)
+    lines.append(
+        f"Word count on 2 workers moved {summary.items_exchanged:,} pre-aggregated "
+        f"(word, count) pairs between workers for {summary.items_in:,} input words."
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--table", action="store_true", help="measure and print the tables")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bytewax", action="store_true", help="add Bytewax 0.21.1 columns")
+    parser.add_argument("--only", choices=["single", "cluster"], default=None)
+    args = parser.parse_args(argv)
+    if not args.table:
+        parser.print_help()
+        return 2
+    print(f"Machine: {machine()}\n")
+    if args.only in (None, "single"):
+        print("One worker, in-process (`run_main`), same data as the baseline:\n")
+        print("\n".join(single_worker_table(args.rounds, args.bytewax)) + "\n")
+    if args.only in (None, "cluster"):
+        print("Worker processes (`engine.run_flow`), 1 vs 2 workers:\n")
+        print("\n".join(cluster_table(args.rounds, args.bytewax)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
