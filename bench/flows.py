@@ -8,9 +8,8 @@ baseline doing the same work in a plain Python loop over the same data.
 from __future__ import annotations
 
 import random
-
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import engine.operators as op
@@ -19,7 +18,7 @@ from engine.dataflow import Dataflow
 from engine.inputs import FixedPartitionedSource, StatefulSourcePartition
 from engine.outputs import DynamicSink, StatelessSinkPartition
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class _ListPartition(StatefulSourcePartition[Any, int]):

@@ -166,6 +166,13 @@ class _RelayInspector:
             channel.add("inspect", self.step_index, [(item, epoch)])
 
 
+def _extender(target: list[Any]) -> Callable[[list[Any], int], None]:
+    def extend(items: list[Any], _worker: int) -> None:
+        target.extend(items)
+
+    return extend
+
+
 def _with_relays(plan: Plan) -> tuple[Plan, dict[int, Callable[[list[Any], int], None]]]:
     """Swap caller-side sinks/inspectors for relays; return the caller-side handlers."""
     handlers: dict[int, Callable[[list[Any], int], None]] = {}
@@ -173,8 +180,7 @@ def _with_relays(plan: Plan) -> tuple[Plan, dict[int, Callable[[list[Any], int],
     for step in plan.steps:
         config = dict(step.config)
         if step.kind == "output" and isinstance(config["sink"], TestingSink):
-            target = config["sink"]._items
-            handlers[step.index] = lambda items, _w, target=target: target.extend(items)
+            handlers[step.index] = _extender(config["sink"]._items)
             config["sink"] = _RelaySink(step.index)
         elif step.kind == "inspect_debug":
             inspector, step_id = config["inspector"], step.step_id
@@ -366,7 +372,7 @@ class _Cluster:
                 w.closed = True  # the worker is exiting; its pidfd tells when it is gone
                 return
             if kind == "relay":
-                for what, step_index, items in payload:
+                for _kind, step_index, items in payload:
                     self.handlers[step_index](items, w.index)
             elif kind == "done":
                 w.done = True
@@ -414,9 +420,7 @@ class _Cluster:
             cause = remote
         message = report["message"]
         if not report["is_engine_error"]:
-            message = (
-                f"worker {w.index} (pid {w.pid}) failed: {report['type']}: {message}"
-            )
+            message = f"worker {w.index} (pid {w.pid}) failed: {report['type']}: {message}"
         error_type = ItemTypeError if report["is_type_error"] else EngineRuntimeError
         error = error_type(
             message,
@@ -430,8 +434,7 @@ class _Cluster:
     def _fold_frontiers(self) -> None:
         assert self.counters is not None
         frontiers = [
-            self.counters.get(self.layout.slot(w.index, WorkerSlot.FRONTIER))
-            for w in self.workers
+            self.counters.get(self.layout.slot(w.index, WorkerSlot.FRONTIER)) for w in self.workers
         ]
         self.counters.set(CLUSTER_FRONTIER_SLOT, min(frontiers, default=EOF_FRONTIER))
 
@@ -462,10 +465,8 @@ class _Cluster:
         if now - self._last_status[0] < STATUS_INTERVAL_S:
             return
         values = self.counters.array
-        items_in = sum(int(values[self.layout.slot(w.index, WorkerSlot.ITEMS_IN)]) for w in self.workers)
-        items_out = sum(
-            int(values[self.layout.slot(w.index, WorkerSlot.ITEMS_OUT)]) for w in self.workers
-        )
+        items_in = self._total(values, WorkerSlot.ITEMS_IN)
+        items_out = self._total(values, WorkerSlot.ITEMS_OUT)
         then, last_in, last_out = self._last_status
         span = max(now - then, 1e-9)
         self._last_status = (now, items_in, items_out)
@@ -480,15 +481,18 @@ class _Cluster:
                 elapsed_s=now - self.started,
                 items_in_per_s=(items_in - last_in) / span,
                 items_out_per_s=(items_out - last_out) / span,
-                epoch=max(
-                    (int(values[self.layout.slot(w.index, WorkerSlot.EPOCH)]) for w in self.workers),
-                    default=0,
-                ),
+                epoch=max(self._each(values, WorkerSlot.EPOCH), default=0),
                 cluster_frontier=int(values[CLUSTER_FRONTIER_SLOT]),
                 cpu_percent=cpu,
                 ring_full_waits=sum(r.statistics().full_count for r in self.rings.values()),
             )
         )
+
+    def _each(self, values: Any, offset: int) -> list[int]:
+        return [int(values[self.layout.slot(w.index, offset)]) for w in self.workers]
+
+    def _total(self, values: Any, offset: int) -> int:
+        return sum(self._each(values, offset))
 
     def _psutil_process(self, w: _WorkerProcess) -> psutil.Process:
         process = self._psutil.get(w.index)

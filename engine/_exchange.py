@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from engine._keyed import group_by_key
 from engine._plan import EXCHANGE_KEY, EXCHANGE_PARTITION, EXCHANGE_REDISTRIBUTE, Plan, PlanStep
 from engine._progress import EOF_FRONTIER, SenderMarks
-from engine._keyed import group_by_key
 from engine.errors import EngineRuntimeError, item_repr
 from recovery import DEFAULT_KEY_GROUPS, group_owner, key_group
 from shm import FrameTooLarge, Ring, WouldBlock

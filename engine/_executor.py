@@ -14,8 +14,8 @@ back; the multi-process runtime plugs in an exchange over shared-memory rings.
 from __future__ import annotations
 
 import heapq
-import operator
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field

@@ -212,4 +212,3 @@ def run_and_exit(argv: list[str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
-

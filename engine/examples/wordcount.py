@@ -55,9 +55,7 @@ class EmbeddedText(FixedPartitionedSource[str, int]):
     def list_parts(self) -> list[str]:
         return [f"text-{i}" for i in range(PARTITIONS)]
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: int | None
-    ) -> _TextPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TextPartition:
         return _TextPartition(resume_state)
 
 

@@ -11,9 +11,9 @@ import builtins
 import inspect
 from abc import ABC, abstractmethod
 from collections import Counter
-from operator import add as _add
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from operator import add as _add
 from typing import Any, Generic, TypeVar
 
 from engine.dataflow import Stream, current_step_id, operator
@@ -422,8 +422,10 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
 
     count_items_themselves = _is_identity(key)
 
-    def count_batch(batch: list[X]) -> list[tuple[str, int]]:
-        counts = Counter(batch if count_items_themselves else builtins.map(key, batch))
+    def count_batch(batch: list[X]) -> list[tuple[Any, int]]:
+        counts: Counter[Any] = Counter(
+            batch if count_items_themselves else builtins.map(key, batch)
+        )
         if not set(builtins.map(type, counts)) <= _STR_ONLY:
             bad = next(k for k in counts if not isinstance(k, str))
             msg = (

@@ -14,8 +14,8 @@ three output streams.
 from __future__ import annotations
 
 import copy
-from bisect import bisect_right
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import engine.operators as op
 from engine.dataflow import Dataflow
@@ -24,7 +24,7 @@ class _Ticks(StatelessSourcePartition[tuple[str, int]]):
         return [(f"k{(self.count + i) % 7}", self.count) for i in range(10)]
 
     def next_awake(self) -> datetime | None:
-        return datetime.now(timezone.utc) + timedelta(milliseconds=10)
+        return datetime.now(UTC) + timedelta(milliseconds=10)
 
 
 class EndlessSource(DynamicSource[tuple[str, int]]):

@@ -189,7 +189,7 @@ def test_workers_exit_when_the_supervisor_is_killed() -> None:
         )
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(10)
-        gone, alive = psutil.wait_procs(workers, timeout=3)
+        _, alive = psutil.wait_procs(workers, timeout=3)
         assert alive == [], f"workers outlived their supervisor: {alive}"
     finally:
         if supervisor.poll() is None:
@@ -228,9 +228,7 @@ def test_stopping_engine_run_exits_cleanly_with_one_message(
     try:
         _wait_until(lambda: len(_workers_of(process.pid)) == 2, 30, "two workers")
         _wait_until(
-            lambda: any(
-                n.startswith(f"shmflow-{process.pid}-") for n in os.listdir("/dev/shm")
-            ),
+            lambda: any(n.startswith(f"shmflow-{process.pid}-") for n in os.listdir("/dev/shm")),
             30,
             "the run's segments",
         )
