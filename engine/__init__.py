@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine._cluster import ClusterOptions, RunSummary, run_flow
+    from engine._cluster import ClusterOptions, ClusterStatus, RunSummary, run_flow
 
-__all__ = ["ClusterOptions", "RunSummary", "run_flow"]
+__all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
 
 
 def __getattr__(name: str) -> Any:

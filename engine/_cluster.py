@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -36,6 +36,7 @@ import psutil
 from engine._metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
 from engine._plan import Plan, PlanStep, compile_plan
 from engine._progress import EOF_FRONTIER, FIRST_EPOCH
+from engine._summary import ClusterStatus, RunSummary, summarize
 from engine._worker_main import Bootstrap, RelayChannel
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
@@ -66,58 +67,6 @@ class ClusterOptions:
     ring_capacity: int = DEFAULT_RING_CAPACITY
     #: Fail the run when a worker makes no progress for this long (None: never).
     stall_timeout_s: float | None = None
-
-
-@dataclass
-class RunSummary:
-    """Figures of a finished run."""
-
-    workers: int
-    wall_time_s: float
-    items_in: int = 0
-    items_out: int = 0
-    items_exchanged: int = 0
-    last_epoch: int = 0
-    per_worker: list[dict[str, int]] = field(default_factory=list)
-
-    def line(self) -> str:
-        """One line for people."""
-        rate = self.items_in / self.wall_time_s if self.wall_time_s > 0 else 0.0
-        return (
-            f"shmflow: {self.workers} worker(s), {self.items_in:,} items in, "
-            f"{self.items_out:,} out, {self.items_exchanged:,} exchanged, "
-            f"{self.wall_time_s:.2f} s ({_si(rate)} items/s in), last epoch {self.last_epoch}"
-        )
-
-
-@dataclass
-class ClusterStatus:
-    """A live view of a running cluster (what the status line of ``shmflow run`` shows)."""
-
-    elapsed_s: float
-    items_in_per_s: float
-    items_out_per_s: float
-    epoch: int
-    cluster_frontier: int
-    cpu_percent: list[float]
-    ring_full_waits: int
-
-    def line(self) -> str:
-        """The status line."""
-        frontier = "EOF" if self.cluster_frontier >= EOF_FRONTIER else str(self.cluster_frontier)
-        cpus = " ".join(f"{c:.0f}%" for c in self.cpu_percent)
-        return (
-            f"shmflow {self.elapsed_s:6.1f}s | in {_si(self.items_in_per_s)}/s "
-            f"out {_si(self.items_out_per_s)}/s | epoch {self.epoch} frontier {frontier} "
-            f"| cpu {cpus} | ring full waits {self.ring_full_waits}"
-        )
-
-
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
 
 
 class _RemoteTraceback(Exception):
@@ -272,7 +221,7 @@ class _Cluster:
         on_status: Callable[[ClusterStatus], None] | None = None,
     ) -> None:
         self.options = options
-        self.layout = CounterLayout(options.workers)
+        self.layout = CounterLayout(options.workers, len(plan.steps))
         shipped, self.handlers = _with_relays(plan)
         self.plan_bytes = _pickle_plan(shipped)
         self.plan = plan
@@ -311,6 +260,7 @@ class _Cluster:
                 inbound={j: self.rings[j, k].spec for j in range(n) if j != k},
                 counters=self.counters.spec,
                 parent_pid=os.getpid(),
+                step_count=len(self.plan.steps),
                 sys_path=list(sys.path),
             )
             self.workers.append(_start_worker(k, boot))
@@ -503,27 +453,13 @@ class _Cluster:
 
     def summary(self) -> RunSummary:
         assert self.counters is not None
-        values = self.counters.array
-        per_worker = []
-        for w in self.workers:
-            block = values[self.layout.worker_block(w.index)]
-            per_worker.append(
-                {
-                    "items_in": int(block[WorkerSlot.ITEMS_IN]),
-                    "items_out": int(block[WorkerSlot.ITEMS_OUT]),
-                    "items_sent": int(block[WorkerSlot.ITEMS_SENT]),
-                    "items_received": int(block[WorkerSlot.ITEMS_RECEIVED]),
-                    "epoch": int(block[WorkerSlot.EPOCH]),
-                }
-            )
-        return RunSummary(
-            workers=self.options.workers,
-            wall_time_s=time.monotonic() - self.started,
-            items_in=sum(p["items_in"] for p in per_worker),
-            items_out=sum(p["items_out"] for p in per_worker),
-            items_exchanged=sum(p["items_sent"] for p in per_worker),
-            last_epoch=max((p["epoch"] for p in per_worker), default=0),
-            per_worker=per_worker,
+        return summarize(
+            self.layout,
+            self.counters.array,
+            [step.step_id for step in self.plan.steps],
+            [w.pid for w in self.workers],
+            self.rings,
+            time.monotonic() - self.started,
         )
 
 

@@ -117,6 +117,9 @@ class RingExchange:
         self.backlog: deque[tuple[int, int, list[Any]]] = deque()
         self.items_sent = 0
         self.items_received = 0
+        #: Nanoseconds spent waiting for space in full rings (backpressure).
+        self.blocked_ns = 0
+        self.blocked_ns_before = 0
         self._rotation = worker_index
 
     # -- sending -----------------------------------------------------------------------
@@ -237,13 +240,16 @@ class RingExchange:
             self._send_large(ring, dest, tag, items)
             return
         backoff = 1e-5
+        started = time.perf_counter_ns()
         while True:
             self._drain_into_backlog()
             self.on_wait()
             time.sleep(backoff)
+            self.blocked_ns = self.blocked_ns_before + time.perf_counter_ns() - started
             backoff = min(backoff * 2, MAX_SEND_BACKOFF_S)
             try:
                 ring.try_put_batch(items, tag)
+                self.blocked_ns_before = self.blocked_ns
                 return
             except WouldBlock:
                 continue
@@ -291,7 +297,10 @@ class RingExchange:
         kind, step_index, epoch = decode_tag(tag)
         if kind == KIND_DATA:
             self.items_received += len(items)
-            worker.nodes[step_index].deliver(epoch, items)
+            node = worker.nodes[step_index]
+            node.items_in += len(items)
+            node.batches += 1
+            node.timed(node.deliver, epoch, items)
         elif kind == KIND_MARK:
             self.marks[step_index].close(sender, epoch)
         elif kind == KIND_EOF:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import perf_counter_ns
 from typing import Any, Protocol
 
 from engine._keyed import check_keyed, group_by_key
@@ -41,6 +42,7 @@ __all__ = [
     "LocalExchange",
     "NullSnapshots",
     "SnapshotRecorder",
+    "StepStats",
     "Worker",
     "WorkerConfig",
     "owned_parts",
@@ -167,6 +169,19 @@ def _as_timestamp(when: datetime) -> float:
     return when.timestamp()
 
 
+@dataclass(frozen=True)
+class StepStats:
+    """Metrics of one step on one worker."""
+
+    step_id: str
+    items_in: int
+    items_out: int
+    batches: int
+    #: Nanoseconds spent in this step itself (its user code and the engine's work for
+    #: it), excluding the steps downstream of it.
+    busy_ns: int
+
+
 class _Node:
     """A running core step. Subclasses override what they need."""
 
@@ -177,6 +192,31 @@ class _Node:
         self.frontier = worker.config.first_epoch
         self.producers: list[_Node] = []
         self.downstream: list[list[tuple[_Node, int]]] = [[] for _ in step.downs]
+        # Metrics (see StepStats): items and batches in, items out, and nanoseconds spent
+        # in this step including (inclusive) and in its downstream steps.
+        self.items_in = 0
+        self.items_out = 0
+        self.batches = 0
+        self.inclusive_ns = 0
+        self.downstream_ns = 0
+
+    def stats(self) -> StepStats:
+        """This step's metrics on this worker so far."""
+        return StepStats(
+            self.step_id,
+            self.items_in,
+            self.items_out,
+            self.batches,
+            max(0, self.inclusive_ns - self.downstream_ns),
+        )
+
+    def timed(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Run ``call`` (this step's work outside of ``emit``) and count its time."""
+        started = perf_counter_ns()
+        try:
+            return call(*args)
+        finally:
+            self.inclusive_ns += perf_counter_ns() - started
 
     # -- data --------------------------------------------------------------------------
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
@@ -190,20 +230,22 @@ class _Node:
     def emit(self, down: int, epoch: int, batch: list[Any]) -> None:
         """Send a non-empty batch downstream; each extra consumer gets its own copy."""
         consumers = self.downstream[down]
+        count = len(batch)
+        self.items_out += count
         if not consumers:
             return
         gauge = self.worker.step_gauge
-        if len(consumers) == 1:
-            node, port = consumers[0]
+        copies = [batch] if len(consumers) == 1 else [batch] + [list(batch) for _ in consumers[1:]]
+        for (node, port), copy in zip(consumers, copies, strict=True):
             if gauge is not None:
                 gauge[0] = node.step.index + 1
-            node.push(port, epoch, batch)
-        else:
-            copies = [batch] + [list(batch) for _ in consumers[1:]]
-            for (node, port), copy in zip(consumers, copies, strict=True):
-                if gauge is not None:
-                    gauge[0] = node.step.index + 1
-                node.push(port, epoch, copy)
+            node.items_in += count
+            node.batches += 1
+            started = perf_counter_ns()
+            node.push(port, epoch, copy)
+            elapsed = perf_counter_ns() - started
+            node.inclusive_ns += elapsed
+            self.downstream_ns += elapsed
         if gauge is not None:
             gauge[0] = self.step.index + 1
 
@@ -912,6 +954,8 @@ class Worker:
         self.inputs = [n for n in self.nodes if isinstance(n, _InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0
+        #: Nanoseconds slept while there was nothing to do.
+        self.idle_ns = 0
         #: Where to record the plan index + 1 of the step running now (stall reports).
         self.step_gauge: Any = None
         #: Items read from this worker's input partitions / written to its sinks.
@@ -976,7 +1020,7 @@ class Worker:
         count = len(self.inputs)
         for offset in range(count):
             source = self.inputs[(self._input_cursor + offset) % count]
-            if source.live and source.poll(self.epoch, wall_now):
+            if source.live and source.timed(source.poll, self.epoch, wall_now):
                 busy = True
                 if not self.clock.timed:
                     # Drain this epoch before reading the next batch, from the next input.
@@ -986,7 +1030,7 @@ class Worker:
         if self.exchange.receive(self):
             busy = True
         for node in self.nodes:
-            if node.wake(wall_now):
+            if node.next_wake() <= wall_now and node.timed(node.wake, wall_now):
                 busy = True
         self.advance_progress()
         if self._on_round is not None:
@@ -1011,11 +1055,11 @@ class Worker:
                 frontier = node.upstream_frontier()
                 if node.step.exchange is not None:
                     local = frontier
-                    node.before_marks(local)
+                    node.timed(node.before_marks, local)
                     self.exchange.close_epochs(node.step, local)
                     frontier = min(local, self.exchange.remote_frontier(node.step))
             if frontier > node.frontier:
-                node.advance(frontier)
+                node.timed(node.advance, frontier)
         worker_frontier = fold_frontiers(n.frontier for n in self.nodes)
         if worker_frontier > self.frontier:
             self.snapshots.commit(worker_frontier)
@@ -1031,4 +1075,6 @@ class Worker:
         delay = min(delay, MIN_IDLE_SLEEP_S * 2**self._idle_rounds, MAX_IDLE_SLEEP_S)
         self._idle_rounds = min(self._idle_rounds + 1, 16)
         if delay > 0:
+            started = perf_counter_ns()
             self._sleep(delay)
+            self.idle_ns += perf_counter_ns() - started

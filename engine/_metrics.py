@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CounterLayout", "WorkerSlot"]
+__all__ = [
+    "CLUSTER_FRONTIER_SLOT",
+    "STEP_SLOTS",
+    "WORKER_SLOTS",
+    "CounterLayout",
+    "StepSlot",
+    "WorkerSlot",
+]
 
 #: Slot of the cluster frontier (written by the supervisor).
 CLUSTER_FRONTIER_SLOT = 0
@@ -28,21 +35,44 @@ class WorkerSlot:
     ITEMS_SENT = 6  #: items sent to other workers through rings
     ITEMS_RECEIVED = 7  #: items received from other workers
     BACKLOG = 8  #: frames read while blocked on a full ring, not yet delivered
+    CPU_NS = 9  #: CPU time of the worker process (user + system)
+    MAX_RSS_KB = 10  #: peak resident set size of the worker process
+    IDLE_NS = 11  #: time slept because there was nothing to do
+    BLOCKED_NS = 12  #: time spent waiting for space in full rings (backpressure)
+    ROUNDS = 13  #: executor rounds run
 
 
-SLOTS_PER_WORKER = 16
+#: Fixed slots at the start of each worker's block.
+WORKER_SLOTS = 16
+
+
+class StepSlot:
+    """Offsets inside the per-step part of a worker's block (one group per plan step)."""
+
+    ITEMS_IN = 0
+    ITEMS_OUT = 1
+    BATCHES = 2
+    BUSY_NS = 3
+
+
+STEP_SLOTS = 4
 
 
 @dataclass(frozen=True)
 class CounterLayout:
-    """Slot numbers of a run with ``worker_count`` workers."""
+    """Slot numbers of a run with ``worker_count`` workers and ``step_count`` steps."""
 
     worker_count: int
+    step_count: int = 0
+
+    @property
+    def slots_per_worker(self) -> int:
+        return WORKER_SLOTS + self.step_count * STEP_SLOTS
 
     @property
     def slot_count(self) -> int:
         """Total slots in the block."""
-        return 1 + self.worker_count * SLOTS_PER_WORKER
+        return 1 + self.worker_count * self.slots_per_worker
 
     def slot(self, worker_index: int, offset: int) -> int:
         """The slot of ``offset`` (a :class:`WorkerSlot` value) for a worker.
@@ -50,9 +80,13 @@ class CounterLayout:
         >>> CounterLayout(2).slot(1, WorkerSlot.EPOCH)
         18
         """
-        return 1 + worker_index * SLOTS_PER_WORKER + offset
+        return 1 + worker_index * self.slots_per_worker + offset
+
+    def step_slot(self, worker_index: int, step_index: int, offset: int) -> int:
+        """The slot of a :class:`StepSlot` value for one step on one worker."""
+        return self.slot(worker_index, WORKER_SLOTS + step_index * STEP_SLOTS + offset)
 
     def worker_block(self, worker_index: int) -> slice:
         """The slice of a worker's slots in the block array."""
         start = self.slot(worker_index, 0)
-        return slice(start, start + SLOTS_PER_WORKER)
+        return slice(start, start + self.slots_per_worker)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import Any
 import cloudpickle
 
 from engine._executor import Worker, WorkerConfig
-from engine._metrics import CounterLayout, WorkerSlot
+from engine._metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
 from engine.errors import EngineRuntimeError
 from shm import Counters, Ring, RingSpec
 
@@ -51,6 +52,7 @@ class Bootstrap:
     inbound: dict[int, RingSpec]
     counters: Any
     parent_pid: int
+    step_count: int = 0
     sys_path: list[str] = field(default_factory=list)
 
 
@@ -86,13 +88,22 @@ def _die_with_parent() -> None:
 
 
 class _Publisher:
-    """Writes this worker's counter slots once per round."""
+    """Writes this worker's counter slots (its block has no other writer)."""
 
-    def __init__(self, counters: Counters, worker_index: int, worker_count: int, parent: int):
+    #: Per-step figures and process figures are published at most this often.
+    DETAIL_INTERVAL_S = 0.1
+
+    def __init__(
+        self, counters: Counters, layout: CounterLayout, worker_index: int, parent: int
+    ) -> None:
         self.counters = counters
-        self.layout = CounterLayout(worker_count)
+        self.layout = layout
         self.index = worker_index
         self.parent = parent
+        block = layout.worker_block(worker_index)
+        self.block = counters.writable_slots(block.start, block.stop)
+        self.next_detail = 0.0
+        self.rounds = 0
 
     def slot(self, offset: int) -> int:
         return self.layout.slot(self.index, offset)
@@ -100,22 +111,44 @@ class _Publisher:
     def heartbeat(self) -> None:
         if os.getppid() != self.parent:
             os._exit(3)  # the supervisor is gone: stop at once, commit nothing more
-        self.counters.set(self.slot(WorkerSlot.HEARTBEAT_MS), int(time.monotonic() * 1000))
+        self.block[WorkerSlot.HEARTBEAT_MS] = int(time.monotonic() * 1000)
 
     def on_round(self, worker: Worker) -> None:
         self.heartbeat()
-        set_slot, slot = self.counters.set, self.slot
-        set_slot(slot(WorkerSlot.EPOCH), worker.epoch)
-        set_slot(slot(WorkerSlot.ITEMS_IN), worker.items_in)
-        set_slot(slot(WorkerSlot.ITEMS_OUT), worker.items_out)
-        exchange = worker.exchange
-        set_slot(slot(WorkerSlot.ITEMS_SENT), getattr(exchange, "items_sent", 0))
-        set_slot(slot(WorkerSlot.ITEMS_RECEIVED), getattr(exchange, "items_received", 0))
+        self.rounds += 1
+        block = self.block
+        block[WorkerSlot.EPOCH] = worker.epoch
+        block[WorkerSlot.ITEMS_IN] = worker.items_in
+        block[WorkerSlot.ITEMS_OUT] = worker.items_out
+        if time.monotonic() >= self.next_detail:
+            self.publish_details(worker)
         if RelayChannel.current is not None:
             RelayChannel.current.flush()
 
+    def publish_details(self, worker: Worker) -> None:
+        """Per-step figures, exchange and process figures (every DETAIL_INTERVAL_S)."""
+        self.next_detail = time.monotonic() + self.DETAIL_INTERVAL_S
+        block = self.block
+        exchange = worker.exchange
+        block[WorkerSlot.ITEMS_SENT] = getattr(exchange, "items_sent", 0)
+        block[WorkerSlot.ITEMS_RECEIVED] = getattr(exchange, "items_received", 0)
+        block[WorkerSlot.BLOCKED_NS] = getattr(exchange, "blocked_ns", 0)
+        block[WorkerSlot.BACKLOG] = len(getattr(exchange, "backlog", ()))
+        block[WorkerSlot.IDLE_NS] = worker.idle_ns
+        block[WorkerSlot.ROUNDS] = self.rounds
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        block[WorkerSlot.CPU_NS] = int((usage.ru_utime + usage.ru_stime) * 1e9)
+        block[WorkerSlot.MAX_RSS_KB] = usage.ru_maxrss
+        for node in worker.nodes:
+            stats = node.stats()
+            base = WORKER_SLOTS + node.step.index * STEP_SLOTS
+            block[base + StepSlot.ITEMS_IN] = stats.items_in
+            block[base + StepSlot.ITEMS_OUT] = stats.items_out
+            block[base + StepSlot.BATCHES] = stats.batches
+            block[base + StepSlot.BUSY_NS] = stats.busy_ns
+
     def on_frontier(self, frontier: int) -> None:
-        self.counters.set(self.slot(WorkerSlot.FRONTIER), frontier)
+        self.block[WorkerSlot.FRONTIER] = frontier
 
 
 def _run(conn: Connection) -> None:
@@ -126,8 +159,10 @@ def _run(conn: Connection) -> None:
     counters = Counters.attach(boot.counters)
     outbound = {j: Ring.attach(spec, role="producer") for j, spec in boot.outbound.items()}
     inbound = {j: Ring.attach(spec, role="consumer") for j, spec in boot.inbound.items()}
-    publisher = _Publisher(counters, boot.worker_index, boot.worker_count, boot.parent_pid)
+    layout = CounterLayout(boot.worker_count, boot.step_count)
+    publisher = _Publisher(counters, layout, boot.worker_index, boot.parent_pid)
     publisher.heartbeat()
+    worker: Worker | None = None
     try:
         from engine._exchange import RingExchange
 
@@ -155,13 +190,17 @@ def _run(conn: Connection) -> None:
             on_round=publisher.on_round,
             on_frontier=publisher.on_frontier,
         )
-        gauge_slot = publisher.slot(WorkerSlot.CURRENT_STEP)
-        worker.step_gauge = counters.writable_slots(gauge_slot, gauge_slot + 1)
-        counters.set(publisher.slot(WorkerSlot.FRONTIER), boot.first_epoch)
+        gauge = WorkerSlot.CURRENT_STEP
+        worker.step_gauge = publisher.block[gauge : gauge + 1]
+        publisher.on_frontier(boot.first_epoch)
         worker.run()
+        publisher.publish_details(worker)
         if RelayChannel.current is not None:
             RelayChannel.current.flush()
     finally:
+        if worker is not None:
+            worker.step_gauge = None
+        publisher.block = None  # type: ignore[assignment]
         for ring in [*outbound.values(), *inbound.values()]:
             ring.detach()
         counters.detach()

@@ -51,8 +51,10 @@ def _keyed_flow(items: list[Any], builder, batch_size: int = 1) -> tuple[Dataflo
 def test_stateful_batch_groups_values_per_key(entry_point) -> None:
     flow, out = _keyed_flow([("a", 1), ("b", 10), ("a", 2)], Recorder, batch_size=3)
     entry_point(flow)
-    assert out[:2] == [("a", 3), ("b", 10)]
-    assert sorted(out[2:]) == [("a", "final 3"), ("b", "final 10")]
+    # One on_batch per key for the whole batch; no order is promised across keys.
+    assert sorted(out, key=repr) == sorted(
+        [("a", 3), ("b", 10), ("a", "final 3"), ("b", "final 10")], key=repr
+    )
 
 
 def test_stateful_batch_eof_in_sorted_key_order_and_snapshot_at_close() -> None:
