@@ -1,8 +1,84 @@
 """Recovery for shmflow: the LMDB snapshot store, resume calculation and GC.
 
-This package knows nothing of ``shm`` or ``engine`` and never imports them.
+This package knows nothing of ``shm`` or ``engine`` and never imports them (a test
+checks it): the engine calls it, never the other way round.
+
+- :class:`RecoveryConfig` and :func:`init_db_dir` match Bytewax's ``bytewax.recovery``.
+- :class:`RecoveryStore` is one LMDB environment per store directory, opened in each
+  process that uses it: the supervisor locks it for an execution and begins the
+  execution; workers load their share of state and commit one transaction per epoch
+  through an :class:`EpochWriter`.
+- :func:`resume_epoch`, :func:`snapshot_to_load` and :func:`gc_plan` are the pure
+  arithmetic behind resume and GC.
+- ``python -m recovery init|inspect|gc|verify DIR`` (:mod:`recovery.cli`).
+- Errors derive from :class:`RecoveryError` (:mod:`recovery.errors`).
 """
 
+from recovery._codec import TOMBSTONE
+from recovery._config import RecoveryConfig
+from recovery._env import DEFAULT_MAP_SIZE
 from recovery._keys import DEFAULT_KEY_GROUPS, group_owner, key_group, owned_groups
+from recovery._lock import ExecutionLock
+from recovery._resume import (
+    FIRST_EPOCH,
+    backup_epochs,
+    gc_horizon,
+    gc_plan,
+    resume_epoch,
+    snapshot_to_load,
+)
+from recovery._store import (
+    EpochWriter,
+    Execution,
+    GcResult,
+    RecoveryStore,
+    Snapshot,
+    init_db_dir,
+    verify_store,
+)
+from recovery.errors import (
+    CorruptStoreError,
+    FlowMismatchError,
+    InconsistentPartitionsError,
+    MissingPartitionsError,
+    NoPartitionsError,
+    RecoveryError,
+    StaleExecutionError,
+    StoreFullError,
+    StoreInUseError,
+    UnpicklableStateError,
+)
 
-__all__ = ["DEFAULT_KEY_GROUPS", "group_owner", "key_group", "owned_groups"]
+__all__ = [
+    "DEFAULT_KEY_GROUPS",
+    "DEFAULT_MAP_SIZE",
+    "FIRST_EPOCH",
+    "TOMBSTONE",
+    "CorruptStoreError",
+    "EpochWriter",
+    "Execution",
+    "ExecutionLock",
+    "FlowMismatchError",
+    "GcResult",
+    "InconsistentPartitionsError",
+    "MissingPartitionsError",
+    "NoPartitionsError",
+    "RecoveryConfig",
+    "RecoveryError",
+    "RecoveryStore",
+    "Snapshot",
+    "StaleExecutionError",
+    "StoreFullError",
+    "StoreInUseError",
+    "UnpicklableStateError",
+    "backup_epochs",
+    "gc_horizon",
+    "gc_plan",
+    "group_owner",
+    "init_db_dir",
+    "key_group",
+    "owned_groups",
+    "resume_epoch",
+    "snapshot_to_load",
+    "verify_store",
+]

@@ -1,0 +1,155 @@
+"""Byte layout of the store's sub-databases, and the TOMBSTONE sentinel.
+
+Integers are big-endian so LMDB's byte order is numeric order.
+
+``meta``        ASCII names -> UTF-8 text (``format``, ``flow_id``, ``fingerprint``,
+                ``key_groups``, ``gc_horizon``, ``created_at``).
+``executions``  execution id (u64) -> worker count (u32), resume epoch (u64),
+                start time (f64, Unix seconds), supervisor pid (u32).
+``frontiers``   execution id (u64) + worker index (u32) -> frontier (u64).
+``snapshots``   step component + key group (u32) + key component + epoch (u64)
+                -> value.
+
+A *component* is a length byte followed by the UTF-8 text when the text has at most
+``INLINE_MAX`` bytes, else ``0xFF`` followed by a 20-byte BLAKE2b digest of it: any str
+works as a step id or state key while the whole key stays under LMDB's 511-byte limit
+(at most 1 + 200 + 4 + 1 + 200 + 8 = 414 bytes). Components are length-prefixed, so
+all epochs of one (step, key) are adjacent and in ascending epoch order; a step's key
+groups form one contiguous range (rescaling loads by range scan). Source and sink
+partitions live in the reserved group ``PARTITION_GROUP`` after every key group.
+
+A snapshot value is the pickle (protocol 5, so it starts with ``0x80``) of the state,
+or empty for a TOMBSTONE. When the step id or the state key was digested, the value
+starts with ``b"N"``, two u32 lengths and the full step id and key, then the pickle
+(or nothing, for a tombstone): the names are never lost.
+"""
+
+from __future__ import annotations
+
+import struct
+from hashlib import blake2b
+from typing import Any
+
+__all__ = [
+    "FORMAT_VERSION",
+    "INLINE_MAX",
+    "NAMES_TAG",
+    "PARTITION_GROUP",
+    "TOMBSTONE",
+    "decode_execution",
+    "decode_value",
+    "encode_execution",
+    "frontier_key",
+    "name_component",
+    "names_header",
+    "parse_snapshot_key",
+]
+
+#: Version of this layout, stored under ``meta/format``.
+FORMAT_VERSION = 1
+#: Longest step id or state key (UTF-8 bytes) stored verbatim in an LMDB key.
+INLINE_MAX = 200
+#: The key group under which source/sink partition states are stored.
+PARTITION_GROUP = 0xFFFFFFFF
+#: Text encoding of step ids and keys (the same as ``recovery._keys`` hashes).
+TEXT_ENCODING = ("utf-8", "surrogatepass")
+
+_HASHED = 0xFF
+_DIGEST_SIZE = 20
+#: First byte of a snapshot value that carries the full names (never a pickle's 0x80).
+NAMES_TAG = b"N"
+_NAMES = struct.Struct(">II")
+_EXECUTION = struct.Struct(">IQdI")
+_FRONTIER_KEY = struct.Struct(">QI")
+
+
+class _Tombstone:
+    """The state of a key that was discarded: it has no state from that epoch on."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOMBSTONE"
+
+    def __reduce__(self) -> str:
+        return "TOMBSTONE"
+
+
+#: Snapshot this for a key whose state was discarded; loading omits such keys.
+TOMBSTONE: Any = _Tombstone()
+
+
+def name_component(raw: bytes) -> bytes:
+    """The key component of a step id or state key (see the module docstring).
+
+    >>> name_component(b"ab")
+    b'\\x02ab'
+    >>> len(name_component(b"x" * 10_000))
+    21
+    """
+    if len(raw) <= INLINE_MAX:
+        return bytes((len(raw),)) + raw
+    return bytes((_HASHED,)) + blake2b(raw, digest_size=_DIGEST_SIZE).digest()
+
+
+def component_length(key: bytes | memoryview, offset: int) -> int:
+    """Length of the component starting at ``offset`` of ``key``."""
+    first = key[offset]
+    return 1 + _DIGEST_SIZE if first == _HASHED else 1 + first
+
+
+def is_digested(component: bytes) -> bool:
+    """Whether ``component`` holds a digest rather than the text itself."""
+    return component[0] == _HASHED
+
+
+def component_text(component: bytes) -> str | None:
+    """The text of an inline component, or None for a digested one."""
+    if is_digested(component):
+        return None
+    return component[1:].decode(*TEXT_ENCODING)
+
+
+def parse_snapshot_key(key: bytes) -> tuple[bytes, int, bytes, int]:
+    """Split a snapshot key into (step component, group, key component, epoch)."""
+    step_end = component_length(key, 0)
+    group = int.from_bytes(key[step_end : step_end + 4], "big")
+    return key[:step_end], group, key[step_end + 4 : -8], int.from_bytes(key[-8:], "big")
+
+
+def names_header(step_raw: bytes, key_raw: bytes) -> bytes:
+    """The value prefix carrying the full names when a component was digested."""
+    return NAMES_TAG + _NAMES.pack(len(step_raw), len(key_raw)) + step_raw + key_raw
+
+
+def decode_value(value: bytes) -> tuple[tuple[str, str] | None, bytes]:
+    """Split a snapshot value into (full names or None, payload); empty payload = TOMBSTONE."""
+    if value[:1] != NAMES_TAG:
+        return None, value
+    step_len, key_len = _NAMES.unpack_from(value, 1)
+    start = 1 + _NAMES.size
+    step = bytes(value[start : start + step_len]).decode(*TEXT_ENCODING)
+    key = bytes(value[start + step_len : start + step_len + key_len]).decode(*TEXT_ENCODING)
+    return (step, key), value[start + step_len + key_len :]
+
+
+def encode_execution(worker_count: int, resume_epoch: int, started_at: float, pid: int) -> bytes:
+    """The ``executions`` value of one execution."""
+    return _EXECUTION.pack(worker_count, resume_epoch, started_at, pid)
+
+
+def decode_execution(value: bytes) -> tuple[int, int, float, int]:
+    """(worker count, resume epoch, start time, pid) of an ``executions`` value."""
+    worker_count, resume, started_at, pid = _EXECUTION.unpack(value)
+    return worker_count, resume, started_at, pid
+
+
+def frontier_key(execution_id: int, worker_index: int) -> bytes:
+    """The ``frontiers`` key of one worker of one execution."""
+    return _FRONTIER_KEY.pack(execution_id, worker_index)
+
+
+def parse_frontier_key(key: bytes) -> tuple[int, int]:
+    """(execution id, worker index) of a ``frontiers`` key."""
+    execution_id, worker_index = _FRONTIER_KEY.unpack(key)
+    return execution_id, worker_index
