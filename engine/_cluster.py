@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,12 +37,14 @@ import psutil
 from engine._metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
 from engine._plan import Plan, PlanStep, compile_plan
 from engine._progress import EOF_FRONTIER, FIRST_EPOCH
+from engine._recovery import ExecutionInfo, begin_execution
 from engine._summary import ClusterStatus, RunSummary, summarize
 from engine._worker_main import Bootstrap, RelayChannel
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
 from engine.outputs import DynamicSink, StatelessSinkPartition
-from engine.testing import TestingSink, epoch_interval_seconds
+from engine.testing import TestingSink, TestingSource, epoch_interval_seconds
+from recovery import RecoveryStore
 from shm import Counters, Ring, cleanup_stale, new_run_id
 
 __all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
@@ -54,6 +57,8 @@ STOP_GRACE_S = 2.0
 START_TIMEOUT_S = 60.0
 #: How often the supervisor wakes to fold frontiers and check heartbeats.
 POLL_INTERVAL_S = 0.05
+#: How often the supervisor deletes snapshots behind the cluster frontier (recovery on).
+GC_INTERVAL_S = 5.0
 #: How often the live status callback is called.
 STATUS_INTERVAL_S = 0.5
 
@@ -203,6 +208,10 @@ def _start_worker(index: int, boot: Bootstrap) -> _WorkerProcess:
             [sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
+            # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
+            # which stops the workers (even one still starting up, before it could
+            # ignore SIGINT itself).
+            process_group=0,
         )
     finally:
         theirs.close()
@@ -219,7 +228,15 @@ class _Cluster:
         plan: Plan,
         options: ClusterOptions,
         on_status: Callable[[ClusterStatus], None] | None = None,
+        *,
+        execution: ExecutionInfo | None = None,
+        store: RecoveryStore | None = None,
     ) -> None:
+        self.execution = execution
+        self.store = store
+        self._next_gc = time.monotonic() + GC_INTERVAL_S
+        #: A source aborted the execution (TestingSource.ABORT): stop without error.
+        self.aborted = False
         self.options = options
         self.layout = CounterLayout(options.workers, len(plan.steps))
         shipped, self.handlers = _with_relays(plan)
@@ -255,7 +272,8 @@ class _Cluster:
                 worker_count=n,
                 epoch_interval_s=self.options.epoch_interval_s,
                 start=self.started,
-                first_epoch=FIRST_EPOCH,
+                first_epoch=FIRST_EPOCH if self.execution is None else self.execution.resume_epoch,
+                execution=self.execution,
                 outbound={j: self.rings[k, j].spec for j in range(n) if j != k},
                 inbound={j: self.rings[j, k].spec for j in range(n) if j != k},
                 counters=self.counters.spec,
@@ -295,11 +313,14 @@ class _Cluster:
             self.counters.unlink()
 
     # -- running -----------------------------------------------------------------------
-    def wait_for_completion(self) -> None:
+    def wait_for_completion(self, stop: threading.Event | None = None) -> float | None:
+        """Wait until every worker is done; return the wall time if ``stop`` ended it first."""
         assert self.counters is not None
         by_conn = {w.conn: w for w in self.workers}
         by_pidfd = {w.pidfd: w for w in self.workers}
         while not all(w.exited for w in self.workers):
+            if stop is not None and stop.is_set():
+                return time.monotonic() - self.started
             waitables: list[Any] = [w.conn for w in self.workers if not (w.exited or w.closed)]
             waitables += [w.pidfd for w in self.workers if not w.exited]
             for ready in wait(waitables, timeout=POLL_INTERVAL_S):
@@ -307,10 +328,14 @@ class _Cluster:
                     self._drain(by_conn[ready])
                 else:
                     self._on_exit(by_pidfd[ready])  # type: ignore[index]
+            if self.aborted:
+                return None
             self._fold_frontiers()
             self._check_stalls()
+            self._collect_garbage()
             if self.on_status is not None:
                 self._report_status()
+        return None
 
     def _drain(self, w: _WorkerProcess) -> None:
         while True:
@@ -326,6 +351,10 @@ class _Cluster:
                     self.handlers[step_index](items, w.index)
             elif kind == "done":
                 w.done = True
+            elif kind == "aborted":
+                w.done = True
+                self.aborted = True
+                self._mark_abort_triggered(*payload)
             elif kind == "error":
                 raise self._worker_error(w, payload)
 
@@ -380,6 +409,29 @@ class _Cluster:
         )
         error.__cause__ = cause
         return error
+
+    def _mark_abort_triggered(self, step_index: int, marker_index: int | None) -> None:
+        """A worker's TestingSource.ABORT fired: mark the caller's marker, so the next
+        execution skips it as it would in-process."""
+        source = self.plan.steps[step_index].config.get("source")
+        items = getattr(source, "_items", None)
+        if marker_index is None or not isinstance(items, list) or marker_index >= len(items):
+            return
+        marker = items[marker_index]
+        if isinstance(marker, TestingSource.ABORT):
+            marker._triggered = True
+
+    @property
+    def finished(self) -> bool:
+        """Every worker reached the end of its input (not stopped, not aborted)."""
+        return all(w.done for w in self.workers) and not self.aborted
+
+    def _collect_garbage(self) -> None:
+        """Every GC_INTERVAL_S, delete snapshots behind the durable cluster frontier."""
+        if self.store is None or self.execution is None or time.monotonic() < self._next_gc:
+            return
+        self._next_gc = time.monotonic() + GC_INTERVAL_S
+        self.store.gc(backup_epochs=self.execution.backup_epochs)
 
     def _fold_frontiers(self) -> None:
         assert self.counters is not None
@@ -451,7 +503,7 @@ class _Cluster:
             process.cpu_percent(None)  # first call primes the measurement
         return process
 
-    def summary(self) -> RunSummary:
+    def summary(self, wall_time_s: float | None = None) -> RunSummary:
         assert self.counters is not None
         return summarize(
             self.layout,
@@ -459,7 +511,7 @@ class _Cluster:
             [step.step_id for step in self.plan.steps],
             [w.pid for w in self.workers],
             self.rings,
-            time.monotonic() - self.started,
+            time.monotonic() - self.started if wall_time_s is None else wall_time_s,
         )
 
 
@@ -472,6 +524,7 @@ def run_flow(
     ring_capacity: int = DEFAULT_RING_CAPACITY,
     stall_timeout: timedelta | None = None,
     on_status: Callable[[ClusterStatus], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
     """Run ``flow`` on ``workers`` worker processes until every input is exhausted.
 
@@ -480,6 +533,9 @@ def run_flow(
     ordered pair of workers). ``epoch_interval`` defaults to 10 s. ``stall_timeout``
     fails the run when a worker makes no progress for that long (default: never).
     ``on_status`` is called about twice a second with a :class:`ClusterStatus`.
+    Setting ``stop`` (from another thread) ends the run early: the workers are stopped
+    and the summary covers what ran until then (figures published by the workers up to
+    that moment), without raising.
 
     Returns a :class:`RunSummary`. Raises :class:`~engine.errors.EngineRuntimeError`
     naming the step, worker and epoch when a worker fails, and ``KeyboardInterrupt``
@@ -488,22 +544,34 @@ def run_flow(
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         msg = f"workers must be a positive int; got {workers!r}"
         raise ValueError(msg)
-    if recovery_config is not None:
-        msg = "recovery is not available yet in this version of shmflow"
-        raise NotImplementedError(msg)
     options = ClusterOptions(
         workers=workers,
         epoch_interval_s=epoch_interval_seconds(epoch_interval),
         ring_capacity=ring_capacity,
         stall_timeout_s=None if stall_timeout is None else stall_timeout.total_seconds(),
     )
-    cluster = _Cluster(compile_plan(flow), options, on_status)
+    plan = compile_plan(flow)
+    if recovery_config is None:
+        return _run_cluster(_Cluster(plan, options, on_status), stop)
+    interval = timedelta(seconds=options.epoch_interval_s)
+    with begin_execution(recovery_config, plan, workers, interval) as (store, execution):
+        cluster = _Cluster(plan, options, on_status, execution=execution, store=store)
+        summary = _run_cluster(cluster, stop)
+        if cluster.finished:
+            store.complete_execution(execution.execution_id)
+        store.gc(backup_epochs=execution.backup_epochs)
+        return summary
+
+
+def _run_cluster(cluster: _Cluster, stop: threading.Event | None) -> RunSummary:
     cleanup_stale()  # segments of earlier runs whose supervisor was killed
     try:
         cluster.create_segments()
         cluster.start_workers()
-        cluster.wait_for_completion()
-        return cluster.summary()
+        stopped_at = cluster.wait_for_completion(stop)
+        if stopped_at is not None or cluster.aborted:
+            cluster.stop_workers()
+        return cluster.summary(stopped_at)
     except BaseException:
         cluster.stop_workers()
         raise

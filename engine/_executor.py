@@ -37,6 +37,7 @@ from engine._nodes import (
 from engine._plan import Plan, PlanStep
 from engine._progress import EOF_FRONTIER, FIRST_EPOCH, EpochClock, fold_frontiers
 from engine._stateful_nodes import FoldKernelNode, MapKernelNode, StatefulNode
+from engine.errors import EngineRuntimeError
 
 __all__ = [
     "TOMBSTONE",
@@ -58,10 +59,10 @@ MIN_IDLE_SLEEP_S = 0.00005
 
 
 class SnapshotRecorder(Protocol):
-    """Where snapshots go (the recovery store, or nowhere)."""
+    """Where snapshots go (the recovery store, or nowhere) and where resumes come from."""
 
     def resume_state(self, step_id: str, key: str) -> Any:
-        """The state to resume ``key`` (a source/sink partition) of ``step_id`` from."""
+        """The state to resume partition ``key`` (of a source or sink) of ``step_id``."""
 
     def resume_states(self, step_id: str) -> dict[str, Any]:
         """Every key state of a stateful step owned by this worker, to rebuild up front."""
@@ -69,8 +70,12 @@ class SnapshotRecorder(Protocol):
     def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
         """Remember the state of (step, key) at the close of ``epoch``."""
 
-    def commit(self, frontier: int) -> None:
-        """Everything before ``frontier`` is recorded; make it durable."""
+    def record_partition(self, step_id: str, name: str, epoch: int, state: Any) -> None:
+        """Remember the resume state of a source or sink partition at ``epoch``."""
+
+    def commit(self, frontier: int, epoch: int) -> None:
+        """Everything before ``frontier`` is recorded; make it durable (``epoch`` is the
+        worker's current epoch, for the durable frontier at EOF)."""
 
 
 class NullSnapshots:
@@ -85,7 +90,10 @@ class NullSnapshots:
     def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
         pass
 
-    def commit(self, frontier: int) -> None:
+    def record_partition(self, step_id: str, name: str, epoch: int, state: Any) -> None:
+        pass
+
+    def commit(self, frontier: int, epoch: int) -> None:
         pass
 
 
@@ -189,6 +197,8 @@ class Worker:
         self.inputs = [n for n in self.nodes if isinstance(n, InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0
+        #: Why :meth:`run` stopped early, if a source aborted the execution.
+        self.aborted: ExecutionAborted | None = None
         #: Nanoseconds slept while there was nothing to do.
         self.idle_ns = 0
         #: Where to record the plan index + 1 of the step running now (stall reports).
@@ -219,20 +229,22 @@ class Worker:
         raise KeyError(step_id)
 
     # -- lifecycle ---------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self) -> bool:
         """Run until every input is exhausted; raise EngineRuntimeError on failure.
 
-        Returns normally (without closing the open epoch) when a source aborts the
-        execution with :class:`~engine.inputs.AbortExecution`.
+        Returns False, without closing the open epoch, when a source aborted the
+        execution with :class:`~engine.inputs.AbortExecution`; True otherwise.
         """
         try:
             self.open()
             while self.step():
                 pass
-        except ExecutionAborted:
-            return
+        except ExecutionAborted as aborted:
+            self.aborted = aborted
+            return False
         finally:
             self.close()
+        return True
 
     def open(self) -> None:
         """Build the partitions of every source and sink owned by this worker."""
@@ -248,8 +260,11 @@ class Worker:
     def step(self) -> bool:
         """One round: poll inputs, run timers, advance progress. False when finished."""
         now = self._monotonic()
-        if self.clock.timed:
-            self.epoch = max(self.epoch, self.clock.epoch_at(now))
+        if self.clock.timed and self.clock.epoch_at(now) > self.epoch:
+            self.epoch = self.clock.epoch_at(now)
+            # Close the finished epochs before reading anything of the new one, so that
+            # input partitions snapshot their position exactly at the epoch boundary.
+            self.advance_progress()
         wall_now = self.config.wall_now()
         busy = False
         count = len(self.inputs)
@@ -297,7 +312,18 @@ class Worker:
                 node.timed(node.advance, frontier)
         worker_frontier = fold_frontiers(n.frontier for n in self.nodes)
         if worker_frontier > self.frontier:
-            self.snapshots.commit(worker_frontier)
+            try:
+                self.snapshots.commit(worker_frontier, self.epoch)
+            except Exception as ex:
+                msg = (
+                    f"worker {self.config.worker_index} could not commit its snapshots "
+                    f"before epoch {worker_frontier if worker_frontier < EOF_FRONTIER else 'EOF'}"
+                    f": {type(ex).__name__}: {ex}. Nothing of those epochs was committed "
+                    "by this worker; the last commit is intact"
+                )
+                raise EngineRuntimeError(
+                    msg, worker_index=self.config.worker_index, epoch=self.epoch
+                ) from ex
             self.frontier = worker_frontier
             if self._on_frontier is not None:
                 self._on_frontier(worker_frontier)

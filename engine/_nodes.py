@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from engine._keyed import group_by_key
+from engine._keyed import check_keyed
 from engine._plan import PlanStep
 from engine._progress import EOF_FRONTIER, fold_frontiers
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
 from engine.inputs import AbortExecution, DynamicSource, FixedPartitionedSource
 from engine.outputs import DynamicSink, FixedPartitionedSink
+from recovery import TOMBSTONE
 
 if TYPE_CHECKING:
     from engine._executor import Worker
@@ -47,21 +48,17 @@ __all__ = [
 EMPTY_POLL_COOLDOWN_S = 0.001
 
 
-class _Tombstone:
-    """Snapshot value of a key whose logic was discarded."""
-
-    def __repr__(self) -> str:
-        return "TOMBSTONE"
-
-    def __reduce__(self) -> str:
-        return "TOMBSTONE"
-
-
-TOMBSTONE = _Tombstone()
-
-
 class ExecutionAborted(Exception):
-    """A source raised :class:`~engine.inputs.AbortExecution`: stop without closing epochs."""
+    """A source raised :class:`~engine.inputs.AbortExecution`: stop without closing epochs.
+
+    ``step_index`` is the input step; ``marker_index`` the position of the
+    ``TestingSource.ABORT`` marker that fired, if it was one.
+    """
+
+    def __init__(self, step_index: int, marker_index: int | None) -> None:
+        super().__init__(step_index, marker_index)
+        self.step_index = step_index
+        self.marker_index = marker_index
 
 
 def owned_parts(parts: list[str], worker_index: int, worker_count: int) -> list[str]:
@@ -263,8 +260,9 @@ class InputNode(Node):
             except StopIteration:
                 self._partition_eof(p, epoch)
                 continue
-            except AbortExecution:
-                raise ExecutionAborted(self.step_id) from None
+            except AbortExecution as ex:
+                marker = getattr(ex, "marker_index", None)
+                raise ExecutionAborted(self.step.index, marker) from None
             except Exception as ex:
                 raise self.failure(epoch, ex, f"reading partition {p.name!r}") from ex
             if next_awake is not None:
@@ -293,7 +291,7 @@ class InputNode(Node):
             state = p.part.snapshot()
         except Exception as ex:
             raise self.failure(epoch, ex, f"snapshotting partition {p.name!r}") from ex
-        self.worker.snapshots.record(self.step_id, p.name, epoch, state)
+        self.worker.snapshots.record_partition(self.step_id, p.name, epoch, state)
 
     def _close_partition(self, p: Partition, epoch: int) -> None:
         if p.closed:
@@ -418,6 +416,10 @@ class OutputNode(Node):
         self.parts: dict[int, tuple[str, Any]] = {}
         self.part_count = 0
         self.dynamic_part: Any = None
+        #: Batches of epochs after the frontier, written when it gets there.
+        self.pending: dict[int, list[list[Any]]] = {}
+        #: Partition index of each key seen (part_fn is user code; call it once per key).
+        self._partition_of: dict[str, int] = {}
 
     def open(self) -> None:
         cfg = self.worker.config
@@ -449,21 +451,43 @@ class OutputNode(Node):
         if batch:
             self.deliver(epoch, batch)
 
-    def partition_index(self, key: str) -> int:
-        """Which partition of the sink an item with ``key`` belongs to."""
-        return self.sink.part_fn(key) % self.part_count
-
     def deliver(self, epoch: int, batch: list[Any]) -> None:
-        """Write a batch of ``(key, value)`` routed to this worker's partitions."""
-        try:
-            groups = group_by_key(self.step_id, batch)
-        except ItemTypeError as ex:
-            raise self.failure(epoch, ex) from None
+        """Write a batch of ``(key, value)`` routed to this worker's partitions.
+
+        Items of an epoch after this step's frontier (sent by a worker that is ahead)
+        wait until the frontier reaches it: a partition's snapshot at the close of
+        epoch ``e`` must cover exactly the writes of epochs up to ``e``, or a resume
+        would write them twice (or skip them).
+        """
+        if epoch > self.frontier:
+            self.pending.setdefault(epoch, []).append(batch)
+            return
+        self.write(epoch, batch)
+
+    def write(self, epoch: int, batch: list[Any]) -> None:
+        """Write items to their partitions, keeping their order within each partition."""
         by_part: dict[int, list[Any]] = {}
+        index_of = self._partition_of
+        try:
+            for key, value in batch:
+                index = index_of.get(key)
+                if index is None:
+                    if type(key) is not str:
+                        raise TypeError(key)
+                    index = index_of[key] = self.sink.part_fn(key) % self.part_count
+                values = by_part.get(index)
+                if values is None:
+                    by_part[index] = [value]
+                else:
+                    values.append(value)
+        except (TypeError, ValueError):
+            try:
+                check_keyed(self.step_id, batch)
+            except ItemTypeError as bad:
+                raise self.failure(epoch, bad) from None
+            raise
         self.worker.items_out += len(batch)
         try:
-            for key, values in groups.items():
-                by_part.setdefault(self.partition_index(key), []).extend(values)
             for index, values in by_part.items():
                 self.parts[index][1].write_batch(values)
         except Exception as ex:
@@ -471,13 +495,18 @@ class OutputNode(Node):
 
     def advance(self, frontier: int) -> None:
         closed_epoch = frontier - 1 if frontier != EOF_FRONTIER else self.frontier
+        for epoch in sorted(e for e in self.pending if e < frontier):
+            for batch in self.pending.pop(epoch):
+                self.write(epoch, batch)
         self.frontier = frontier
         for name, part in self.parts.values():
             try:
                 state = part.snapshot()
             except Exception as ex:
                 raise self.failure(closed_epoch, ex, f"snapshotting partition {name!r}") from ex
-            self.worker.snapshots.record(self.step_id, name, closed_epoch, state)
+            self.worker.snapshots.record_partition(self.step_id, name, closed_epoch, state)
+        for batch in self.pending.pop(frontier, ()):  # the epoch that just opened
+            self.write(frontier, batch)
 
     def close(self) -> None:
         parts = [p for _, p in self.parts.values()]

@@ -169,6 +169,10 @@ class StatefulNode(Node):
         else:
             self._snapshot(frontier - 1)
         self.frontier = frontier
+        # Batches of the epoch that just opened go next (after the snapshot of the closed
+        # epochs, which must not include them; before anything newer arrives).
+        for batch in self.pending.pop(frontier, ()):
+            self.apply(frontier, batch)
 
     def upstream_eof(self, epoch: int) -> None:
         """Call ``on_eof`` of every live key, in sorted key order.

@@ -28,7 +28,9 @@ import cloudpickle
 
 from engine._executor import Worker, WorkerConfig
 from engine._metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
+from engine._recovery import ExecutionInfo, StoreSnapshots
 from engine.errors import EngineRuntimeError
+from recovery import DEFAULT_KEY_GROUPS
 from shm import Counters, Ring, RingSpec
 
 __all__ = ["Bootstrap", "RelayChannel", "main", "run_and_exit"]
@@ -52,6 +54,7 @@ class Bootstrap:
     inbound: dict[int, RingSpec]
     counters: Any
     parent_pid: int
+    execution: ExecutionInfo | None = None
     step_count: int = 0
     sys_path: list[str] = field(default_factory=list)
 
@@ -151,7 +154,7 @@ class _Publisher:
         self.block[WorkerSlot.FRONTIER] = frontier
 
 
-def _run(conn: Connection) -> None:
+def _run(conn: Connection) -> bool:
     boot: Bootstrap = conn.recv()
     for entry in reversed(boot.sys_path):
         if entry not in sys.path:
@@ -163,10 +166,15 @@ def _run(conn: Connection) -> None:
     publisher = _Publisher(counters, layout, boot.worker_index, boot.parent_pid)
     publisher.heartbeat()
     worker: Worker | None = None
+    snapshots: StoreSnapshots | None = None
     try:
         from engine._exchange import RingExchange
 
         plan = cloudpickle.loads(boot.plan)
+        info = boot.execution
+        snapshots = (
+            None if info is None else StoreSnapshots(info, boot.worker_index, boot.worker_count)
+        )
         exchange = RingExchange(
             plan,
             boot.worker_index,
@@ -175,6 +183,7 @@ def _run(conn: Connection) -> None:
             inbound,
             boot.first_epoch,
             on_wait=publisher.heartbeat,
+            key_groups=DEFAULT_KEY_GROUPS if info is None else info.key_groups,
         )
         config = WorkerConfig(
             worker_index=boot.worker_index,
@@ -187,19 +196,25 @@ def _run(conn: Connection) -> None:
             plan,
             config,
             exchange=exchange,
+            snapshots=snapshots,
             on_round=publisher.on_round,
             on_frontier=publisher.on_frontier,
         )
         gauge = WorkerSlot.CURRENT_STEP
         worker.step_gauge = publisher.block[gauge : gauge + 1]
         publisher.on_frontier(boot.first_epoch)
-        worker.run()
+        finished = worker.run()
         publisher.publish_details(worker)
         if RelayChannel.current is not None:
             RelayChannel.current.flush()
+        if not finished and worker.aborted is not None:
+            conn.send(("aborted", (worker.aborted.step_index, worker.aborted.marker_index)))
+        return finished
     finally:
         if worker is not None:
             worker.step_gauge = None
+        if snapshots is not None:
+            snapshots.close()
         publisher.block = None  # type: ignore[assignment]
         for ring in [*outbound.values(), *inbound.values()]:
             ring.detach()
@@ -233,14 +248,15 @@ def main(argv: list[str]) -> int:
     conn = Connection(int(argv[1]))
     RelayChannel.current = RelayChannel(conn)
     try:
-        _run(conn)
+        finished = _run(conn)
     except BaseException as ex:  # report everything to the supervisor, then exit non-zero
         try:
             conn.send(("error", _error_report(ex)))
         except OSError:
             pass
         return 1
-    conn.send(("done", None))
+    if finished:
+        conn.send(("done", None))
     return 0
 
 

@@ -1,8 +1,9 @@
 """The ``shmflow`` command: ``shmflow run|tune|bench|recovery ...``.
 
-``shmflow run`` is ``python -m engine.run``. ``tune``, ``bench`` and ``recovery`` are
-reserved for the worker-count tuner, the built-in benchmarks and the recovery store
-tools; this version says so and exits with status 2.
+``shmflow run`` is ``python -m engine.run``; ``shmflow tune`` is :mod:`engine.tune`
+(run a flow at several worker counts, recommend one); ``shmflow bench`` runs the built-in
+flows of :mod:`engine.benchmarks` against their baselines. ``recovery`` is reserved for
+the recovery store tools; this version says so and exits with status 2.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ _USAGE = """usage: shmflow COMMAND [ARGS...]
 
 commands:
   run IMPORT_STR [-w N] [-s SECONDS] ...   run a dataflow on N worker processes
-  tune IMPORT_STR                          find a good worker count (not in this version)
-  bench                                    run the built-in benchmarks (not in this version)
+  tune IMPORT_STR [-w 1,2,4] [-d S] ...     run a flow at several worker counts, recommend one
+  bench [-w 1,2] [--flows a,b] [--size S]  run the built-in benchmarks against baselines
   recovery init|inspect|gc DIR             recovery store tools (not in this version)
 
-`shmflow run --help` shows the options of run.
+`shmflow COMMAND --help` shows the options of a command.
 """
 
-_NOT_YET = {"tune", "bench", "recovery"}
+_NOT_YET = {"recovery"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "run":
         return run_command.main(rest, prog="shmflow run")
+    if command == "tune":
+        from engine import tune
+
+        return tune.main(rest, prog="shmflow tune")
+    if command == "bench":
+        from engine import _bench_cli
+
+        return _bench_cli.main(rest, prog="shmflow bench")
     if command in _NOT_YET:
         print(f"shmflow: error: '{command}' is not available in this version", file=sys.stderr)
         return 2

@@ -32,12 +32,16 @@ import cloudpickle
 
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError
+from recovery import RecoveryConfig, RecoveryError
 
 __all__ = ["UsageError", "load_flow", "main", "parse_interval"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: First pause before an automatic restart; doubles with every further restart.
+RESTART_BACKOFF_S = 0.5
+MAX_RESTART_BACKOFF_S = 30.0
 EXIT_TERMINATED = 143
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -73,6 +77,16 @@ def _positive_int(text: str) -> int:
         raise UsageError(f"worker count {text!r} is not a whole number") from None
     if value < 1:
         raise UsageError(f"worker count must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise UsageError(f"expected a number >= 0, got {value}")
     return value
 
 
@@ -164,15 +178,31 @@ def build_parser(prog: str = "python -m engine.run") -> argparse.ArgumentParser:
         default=None,
         help="epoch (snapshot) interval in seconds (default 10)",
     )
-    parser.add_argument("-r", "--recovery-directory", default=None, help="recovery store")
     parser.add_argument(
-        "-b", "--backup-interval", type=parse_interval, default=None, help="seconds of GC delay"
+        "-r",
+        "--recovery-directory",
+        default=None,
+        help="recovery store (create it with: python -m recovery init DIR); resumes from it",
+    )
+    parser.add_argument(
+        "-b",
+        "--backup-interval",
+        type=parse_interval,
+        default=None,
+        help="keep snapshots this many seconds behind the frontier before GC (default 0)",
     )
     parser.add_argument(
         "--stall-timeout",
         type=parse_interval,
         default=None,
         help="fail when a worker makes no progress for this many seconds (default off)",
+    )
+    parser.add_argument(
+        "--restarts",
+        type=_non_negative_int,
+        default=0,
+        help="after a failure, start a new execution from the recovery store, up to this "
+        "many times (default 0; needs -r)",
     )
     parser.add_argument("--stats", default=None, help="write the run summary as JSON here")
     parser.add_argument("-q", "--quiet", action="store_true", help="no live status line")
@@ -193,12 +223,19 @@ def _status_printer(stream: Any) -> Any:
     return show
 
 
+def _recovery_config(args: argparse.Namespace) -> RecoveryConfig | None:
+    if args.recovery_directory is None:
+        if args.backup_interval is not None or args.restarts:
+            raise UsageError("-b/--backup-interval and --restarts need -r RECOVERY_DIRECTORY")
+        return None
+    return RecoveryConfig(args.recovery_directory, backup_interval=args.backup_interval)
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Run a parsed ``run`` command; return the exit status."""
     from engine._cluster import run_flow
 
-    if args.recovery_directory is not None or args.backup_interval is not None:
-        raise UsageError("recovery (-r/-b) is not available in this version of shmflow")
+    recovery_config = _recovery_config(args)
     try:
         flow = load_flow(args.import_str)
     except UsageError:
@@ -209,31 +246,50 @@ def run_cli(args: argparse.Namespace) -> int:
             "Python to see the traceback)"
         ) from None
     live = sys.stdout.isatty() and not args.quiet
-    try:
-        summary = run_flow(
-            flow,
-            workers=args.workers,
-            epoch_interval=args.snapshot_interval,
-            stall_timeout=args.stall_timeout,
-            on_status=_status_printer(sys.stdout) if live else None,
-        )
-    except _Terminated as ex:
+
+    def clear_status() -> None:
         if live:
             sys.stdout.write("\r\x1b[K")
-        print(f"shmflow: stopped by {ex}; all workers stopped", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        if live:
-            sys.stdout.write("\r\x1b[K")
-        print("shmflow: interrupted; all workers stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except EngineRuntimeError as ex:
-        if live:
-            sys.stdout.write("\r\x1b[K")
-        _print_failure(ex)
-        return EXIT_FAILED
+
+    attempt = 0
+    while True:
+        try:
+            summary = run_flow(
+                flow,
+                workers=args.workers,
+                epoch_interval=args.snapshot_interval,
+                recovery_config=recovery_config,
+                stall_timeout=args.stall_timeout,
+                on_status=_status_printer(sys.stdout) if live else None,
+            )
+            break
+        except _Terminated as ex:
+            clear_status()
+            print(f"shmflow: stopped by {ex}; all workers stopped", file=sys.stderr)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:
+            clear_status()
+            print("shmflow: interrupted; all workers stopped", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except RecoveryError as ex:
+            clear_status()
+            print(f"shmflow: error: {ex}", file=sys.stderr)
+            return EXIT_FAILED
+        except EngineRuntimeError as ex:
+            clear_status()
+            if attempt >= args.restarts:
+                _print_failure(ex)
+                return EXIT_FAILED
+            attempt += 1
+            delay = min(RESTART_BACKOFF_S * 2 ** (attempt - 1), MAX_RESTART_BACKOFF_S)
+            print(
+                f"shmflow: execution failed: {ex}\nshmflow: restart {attempt} of "
+                f"{args.restarts} in {delay:g} s, resuming from {args.recovery_directory}",
+                file=sys.stderr,
+            )
+            time.sleep(delay)
+    clear_status()
     if live:
-        sys.stdout.write("\r\x1b[K")
         print(summary.line())
     if args.stats is not None:
         Path(args.stats).write_text(json.dumps(asdict(summary), indent=2) + "\n")

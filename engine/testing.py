@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from engine._executor import Worker, WorkerConfig
 from engine._plan import compile_plan
+from engine._recovery import StoreSnapshots, begin_execution
 from engine.dataflow import Dataflow
 from engine.inputs import (
     AbortExecution,
@@ -76,19 +77,26 @@ def run_main(
 
     ``epoch_interval`` defaults to 10 seconds; ``timedelta(0)`` makes every input batch
     its own epoch, with the flow drained between epochs (deterministic order for tests).
+    With ``recovery_config`` (a :class:`recovery.RecoveryConfig` of a store made with
+    :func:`recovery.init_db_dir`), state is snapshotted at every epoch close and the run
+    resumes from where the last execution on that store stopped.
     Errors in user code raise :class:`~engine.errors.EngineRuntimeError` naming the step.
     """
-    if recovery_config is not None:
-        msg = "recovery is not available yet in this version of shmflow"
-        raise NotImplementedError(msg)
     plan = compile_plan(flow)
+    interval_s = epoch_interval_seconds(epoch_interval)
     config = WorkerConfig(
-        worker_index=0,
-        worker_count=1,
-        epoch_interval_s=epoch_interval_seconds(epoch_interval),
-        start=time.monotonic(),
+        worker_index=0, worker_count=1, epoch_interval_s=interval_s, start=time.monotonic()
     )
-    Worker(plan, config).run()
+    if recovery_config is None:
+        Worker(plan, config).run()
+        return
+    with begin_execution(recovery_config, plan, 1, timedelta(seconds=interval_s)) as (
+        store,
+        info,
+    ):
+        config.first_epoch = info.resume_epoch
+        Worker(plan, config, snapshots=StoreSnapshots(info, 0, 1, store=store)).run()
+        store.gc(backup_epochs=info.backup_epochs)
 
 
 def cluster_main(
@@ -150,8 +158,12 @@ class _IterPartition(StatefulSourcePartition[X, int]):
             if isinstance(item, TestingSource.ABORT):
                 if not item._triggered:
                     item._triggered = True  # resumed executions skip it
-                    self._pending_exception = AbortExecution()
+                    aborted = AbortExecution(f"TestingSource.ABORT at item {self._next_index}")
+                    # Lets a worker process tell the caller which marker fired.
+                    aborted.marker_index = self._next_index + len(batch)  # type: ignore[attr-defined]
+                    self._pending_exception = aborted
                     break
+                self._next_index += 1  # skipped: resume states count it like an item
                 continue
             if isinstance(item, TestingSource.PAUSE):
                 self._awake = datetime.now(UTC) + item.for_duration

@@ -326,6 +326,30 @@ class RecoveryStore:
         for key in doomed:
             txn.delete(key, db=snapshots)
 
+    def complete_execution(self, execution_id: int) -> int:
+        """Mark an execution whose every worker reached the end of its input.
+
+        Workers that read less input close fewer epochs, so their last durable
+        frontiers differ; every worker of a finished execution has committed all it
+        will ever write, so each frontier is raised to the highest one. The next
+        execution then resumes after everything (it continues after EOF) instead of
+        replaying from the lowest worker frontier. Returns that frontier.
+        """
+        handle = self._env()
+        frontiers_db = handle.dbs["frontiers"]
+        with self._errors(), handle.env.begin(write=True) as txn:
+            frontiers = self._frontiers(txn, execution_id)
+            final = max(frontiers.values(), default=FIRST_EPOCH)
+            last = self._last_execution(txn)
+            if last is not None and last[0] == execution_id:
+                for worker in range(last[1]):
+                    txn.put(
+                        frontier_key(execution_id, worker),
+                        final.to_bytes(8, "big"),
+                        db=frontiers_db,
+                    )
+        return final
+
     def executions(self) -> list[Execution]:
         """Every execution recorded in the store, oldest first."""
         handle = self._env()

@@ -1,0 +1,88 @@
+"""``shmflow bench``: built-in flows, baselines in the same run, ratios, --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from engine import _bench_cli, cli
+from engine.benchmarks import BENCHMARKS, ListSource, queue_baseline
+from engine.testing import run_main
+
+
+@pytest.mark.timeout(90)
+def test_bench_small_json_has_baselines_and_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--size", "small", "-w", "1,2", "--flows", "passthrough,numpy", "--json"]
+    assert cli.main([*argv, "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == _bench_cli.BENCH_SCHEMA_VERSION == 1
+    assert (doc["kind"], doc["size"], doc["worker_counts"]) == ("bench", "small", [1, 2])
+    assert [f["name"] for f in doc["flows"]] == ["passthrough", "numpy"]
+    for flow in doc["flows"]:
+        assert flow["items"] == BENCHMARKS[flow["name"]].sizes["small"]
+        baselines = flow["baselines"]
+        assert set(baselines) == {"python_loop", "mp_queue", "bytewax"}
+        for key in ("python_loop", "mp_queue"):
+            assert baselines[key]["status"] == "ok" and baselines[key]["items_per_s"] > 0
+        bytewax = baselines["bytewax"]
+        assert (bytewax["status"] == "ok") == (bytewax["items_per_s"] is not None)
+        assert [r["workers"] for r in flow["results"]] == [1, 2]
+        for row in flow["results"]:
+            assert row["items_in"] == flow["items"]
+            ratios = row["ratios"]
+            assert set(ratios) == {"python_loop", "mp_queue", "bytewax"}
+            for key in ("python_loop", "mp_queue"):
+                expected = row["items_per_s"]["median"] / baselines[key]["items_per_s"]
+                assert ratios[key] == pytest.approx(expected)
+        assert flow["recommendation"]["workers"] in (1, 2)
+
+
+def test_bytewax_missing_shows_not_installed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "engine._bytewax_flows", None)
+    assert _bench_cli._bytewax_runner("passthrough", [1, 2]) == (None, "not installed")
+    assert cli.main(["bench", "--size", "small", "-w", "1", "--flows", "passthrough", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "Bytewax 0.21.1, 1 worker n/a (not installed)" in out
+    assert "vs loop" in out and "vs mp.Queue" in out and "recommendation: 1 worker" in out
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_each_flow_does_the_loops_work(name: str) -> None:
+    bench = BENCHMARKS[name]
+    items = bench.make(200)
+    state: dict[Any, Any] = {}
+    bench.loop(items, state)
+    assert state
+    run_main(bench.build(items))  # ends in a counting sink; must simply run
+
+
+def test_queue_baseline_moves_every_item() -> None:
+    bench = BENCHMARKS["wordcount"]
+    assert queue_baseline(bench.make(5_000), bench.loop, 1_000) > 0
+
+
+def test_bench_dir_re_exports_the_flows() -> None:
+    from bench import flows
+
+    assert flows.ListSource is ListSource
+    assert set(flows.FLOWS) >= {"passthrough", "wordcount_count_final", "window_sum"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--flows", "nope"], "unknown flow(s) nope; choose from passthrough"),
+        (["--size", "huge"], "invalid choice: 'huge'"),
+        (["-w", "0"], "worker count must be at least 1"),
+    ],
+)
+def test_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", *argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shmflow bench: error: ")
+    assert expected in lines[0]
