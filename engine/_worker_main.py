@@ -82,6 +82,22 @@ class RelayChannel:
             self.size = 0
 
 
+def _peak_rss_kb(fallback_kb: int) -> int:
+    """This process's peak resident set size since exec, in KiB.
+
+    ``VmHWM`` starts afresh at exec; ``ru_maxrss`` would carry over the peak of the
+    supervisor the worker was forked from.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return fallback_kb
+
+
 def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -141,7 +157,7 @@ class _Publisher:
         block[WorkerSlot.ROUNDS] = self.rounds
         usage = resource.getrusage(resource.RUSAGE_SELF)
         block[WorkerSlot.CPU_NS] = int((usage.ru_utime + usage.ru_stime) * 1e9)
-        block[WorkerSlot.MAX_RSS_KB] = usage.ru_maxrss
+        block[WorkerSlot.MAX_RSS_KB] = _peak_rss_kb(usage.ru_maxrss)
         for node in worker.nodes:
             stats = node.stats()
             base = WORKER_SLOTS + node.step.index * STEP_SLOTS

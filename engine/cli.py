@@ -2,8 +2,8 @@
 
 ``shmflow run`` is ``python -m engine.run``; ``shmflow tune`` is :mod:`engine.tune`
 (run a flow at several worker counts, recommend one); ``shmflow bench`` runs the built-in
-flows of :mod:`engine.benchmarks` against their baselines. ``recovery`` is reserved for
-the recovery store tools; this version says so and exits with status 2.
+flows of :mod:`engine.benchmarks` against their baselines; ``shmflow recovery`` is
+``python -m recovery`` (init, inspect, gc and verify a recovery store).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ commands:
   run IMPORT_STR [-w N] [-s SECONDS] ...   run a dataflow on N worker processes
   tune IMPORT_STR [-w 1,2,4] [-d S] ...     run a flow at several worker counts, recommend one
   bench [-w 1,2] [--flows a,b] [--size S]  run the built-in benchmarks against baselines
-  recovery init|inspect|gc DIR             recovery store tools (not in this version)
+  recovery init|inspect|gc|verify DIR      create and examine recovery stores
 
 `shmflow COMMAND --help` shows the options of a command.
 """
-
-_NOT_YET = {"recovery"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,9 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine import _bench_cli
 
         return _bench_cli.main(rest, prog="shmflow bench")
-    if command in _NOT_YET:
-        print(f"shmflow: error: '{command}' is not available in this version", file=sys.stderr)
-        return 2
+    if command == "recovery":
+        from recovery import cli as recovery_cli
+
+        return recovery_cli.main(rest, prog="shmflow recovery")
     print(f"shmflow: error: unknown command {command!r} (try: shmflow --help)", file=sys.stderr)
     return 2
 
