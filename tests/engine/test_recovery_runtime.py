@@ -225,7 +225,7 @@ def test_row8_map_full_is_a_clear_error_and_keeps_the_last_commit(
     flow = Dataflow("rec")
     s = op.input("inp", flow, TestingSource(items, batch_size=1))
     op.output("out", op.stateful_map("keep", s, lambda st, v: (v, len(v))), TestingSink([]))
-    with pytest.raises(EngineRuntimeError, match="(?i)map size|full") as info:
+    with pytest.raises(EngineRuntimeError, match=r"(?i)map size|full") as info:
         run_main(flow, epoch_interval=ZERO, recovery_config=store)
     assert isinstance(info.value.__cause__, StoreFullError)
     with RecoveryStore.open(store.db_dir) as opened:
@@ -307,3 +307,21 @@ def test_row18_long_keys_work(entry_point, store: RecoveryConfig) -> None:
 def test_recovery_config_type_is_checked() -> None:
     with pytest.raises(TypeError, match="RecoveryConfig"):
         run_main(_sum_flow([("a", 1)], []), recovery_config="/tmp/store")  # type: ignore[arg-type]
+
+
+def test_file_sink_output_is_effectively_once(
+    entry_point, store: RecoveryConfig, tmp_path: Path
+) -> None:
+    from engine.connectors.files import FileSink
+
+    lines = [f"line {i}" for i in range(30)]
+    items: list[Any] = [("k", line) for line in lines]
+    items.insert(17, TestingSource.ABORT())
+    target = tmp_path / "out.txt"
+    flow = Dataflow("files")
+    s = op.input("inp", flow, TestingSource(items, batch_size=2))
+    op.output("out", s, FileSink(target))
+    entry_point(flow, epoch_interval=ZERO, recovery_config=store)
+    assert target.read_text().splitlines() == lines[: len(target.read_text().splitlines())]
+    entry_point(flow, epoch_interval=ZERO, recovery_config=store)
+    assert target.read_text().splitlines() == lines  # no line lost, none written twice
