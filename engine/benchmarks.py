@@ -69,14 +69,19 @@ __all__ = [
     "Benchmark",
     "CountingPartitionedSink",
     "CountingSink",
+    "GeneratedSource",
     "ListSource",
     "arrays",
+    "as_source",
     "count_baseline",
     "count_final_flow",
     "cpu_flow",
     "cpu_work",
     "empty_flow",
     "events",
+    "generated_event",
+    "generated_int",
+    "generated_word",
     "ints",
     "numpy_flow",
     "passthrough_baseline",
@@ -135,6 +140,83 @@ class ListSource(FixedPartitionedSource[Any, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ListPartition:
         index = int(for_part.rsplit("-", 1)[1])
         return _ListPartition(self.parts[index], self.batch_size, resume_state)
+
+
+class _GeneratedPartition(StatefulSourcePartition[Any, int]):
+    def __init__(
+        self, item: Callable[[int], Any], indexes: range, batch_size: int, start: int | None
+    ) -> None:
+        self.item = item
+        self.indexes = indexes
+        self.batch_size = batch_size
+        self.position = start or 0
+
+    def next_batch(self) -> list[Any]:
+        if self.position >= len(self.indexes):
+            raise StopIteration
+        end = self.position + self.batch_size
+        batch = list(map(self.item, self.indexes[self.position : end]))
+        self.position = end
+        return batch
+
+    def snapshot(self) -> int:
+        return self.position
+
+
+class GeneratedSource(FixedPartitionedSource[Any, int]):
+    """Item ``i`` is ``item(i)``; partitions deal the indexes ``0..n-1`` round-robin.
+
+    Each worker generates only its own partitions' items, batch by batch: for runs on
+    worker processes, nothing but the generator function crosses to the workers.
+    :func:`materialize` gives the same items as a list (for baselines).
+    """
+
+    def __init__(
+        self, item: Callable[[int], Any], n: int, partitions: int = 4, batch_size: int = 10_000
+    ) -> None:
+        self.item = item
+        self.n = n
+        self.partitions = partitions
+        self.batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        return [f"part-{i}" for i in range(self.partitions)]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _GeneratedPartition:
+        index = int(for_part.rsplit("-", 1)[1])
+        indexes = range(index, self.n, self.partitions)
+        return _GeneratedPartition(self.item, indexes, self.batch_size, resume_state)
+
+    def materialize(self) -> list[Any]:
+        """Every item, in index order."""
+        return list(map(self.item, range(self.n)))
+
+
+def as_source(data: Any, partitions: int = 4, batch_size: int = 10_000) -> Any:
+    """A :class:`ListSource` over ``data``, or ``data`` itself if it is already a source."""
+    if isinstance(data, FixedPartitionedSource):
+        return data
+    return ListSource(data, partitions, batch_size)
+
+
+def generated_word(i: int, vocabulary: int = 10_000) -> str:
+    """Word ``i`` of a deterministic stream over ``vocabulary`` distinct words."""
+    return f"word{(i * 2_654_435_761 + 12_345) % 4_294_967_291 % vocabulary}"
+
+
+def generated_event(i: int, keys: int = 100) -> tuple[str, datetime, int]:
+    """Event ``i``: ``(key, timestamp, value)`` at 1,000 events per second."""
+    return (
+        f"sensor{(i * 2_654_435_761) % 4_294_967_291 % keys}",
+        T0 + timedelta(milliseconds=i),
+        (i * 40_503) % 100,
+    )
+
+
+def generated_int(i: int) -> int:
+    return i
 
 
 class _CountingPartition(StatelessSinkPartition[Any]):
@@ -230,7 +312,7 @@ def arrays(n: int, length: int = 128, keys: int = 16, seed: int = 7) -> list[tup
 
 def passthrough_flow(data: list[int], partitions: int = 4) -> Dataflow:
     flow = Dataflow("passthrough")
-    nums = op.input("inp", flow, ListSource(data, partitions))
+    nums = op.input("inp", flow, as_source(data, partitions))
     op.output("out", op.map("inc", nums, lambda x: x + 1), CountingSink())
     return flow
 
@@ -249,7 +331,7 @@ def _word_key(word: str) -> str:
 
 def count_final_flow(data: list[str], partitions: int = 4) -> Dataflow:
     flow = Dataflow("wordcount")
-    ws = op.input("inp", flow, ListSource(data, partitions))
+    ws = op.input("inp", flow, as_source(data, partitions))
     op.output("out", op.count_final("count", ws, _word_key), CountingSink())
     return flow
 
@@ -261,7 +343,7 @@ def _running_count(count: int | None, _one: int) -> tuple[int, int]:
 
 def stateful_map_flow(data: list[str], partitions: int = 4) -> Dataflow:
     flow = Dataflow("wordcount_sm")
-    ws = op.input("inp", flow, ListSource(data, partitions))
+    ws = op.input("inp", flow, as_source(data, partitions))
     pairs = op.map("pair", ws, lambda w: (w, 1))
     op.output("out", op.stateful_map("count", pairs, _running_count), CountingSink())
     return flow
@@ -284,7 +366,7 @@ def _event_ts(event: tuple[str, datetime, int]) -> datetime:
 
 def window_flow(data: list[tuple[str, datetime, int]], partitions: int = 4) -> Dataflow:
     flow = Dataflow("window_sum")
-    evs = op.input("inp", flow, ListSource(data, partitions))
+    evs = op.input("inp", flow, as_source(data, partitions))
     keyed = op.key_on("key", evs, lambda e: e[0])
     clock = win.EventClock(_event_ts, wait_for_system_duration=timedelta(seconds=60))
     sums = win.fold_window(
@@ -322,7 +404,7 @@ def cpu_work(x: int, rounds: int = 300) -> int:
 
 def cpu_flow(data: list[int], partitions: int = 8) -> Dataflow:
     flow = Dataflow("cpu_bound")
-    nums = op.input("inp", flow, ListSource(data, partitions, batch_size=1_000))
+    nums = op.input("inp", flow, as_source(data, partitions, batch_size=1_000))
     op.output("out", op.map("work", nums, cpu_work), CountingSink())
     return flow
 
@@ -341,7 +423,7 @@ def _zero() -> float:
 
 def numpy_flow(data: list[tuple[str, Any]], partitions: int = 4) -> Dataflow:
     flow = Dataflow("numpy_sum")
-    items = op.input("inp", flow, ListSource(data, partitions, batch_size=1_000))
+    items = op.input("inp", flow, as_source(data, partitions, batch_size=1_000))
     sums = op.fold_final("sum", items, _zero, _add_arrays)
     op.output("out", sums, CountingSink())
     return flow

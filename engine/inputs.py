@@ -18,13 +18,15 @@ item producers into non-blocking batch producers.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "AbortExecution",
@@ -377,6 +379,8 @@ def batch_async(
     [[0, 1], [2, 3], [4]]
     """
     items_iter = aib.__aiter__()
+    import asyncio  # here, not at module level: worker processes rarely need it
+
     event_loop = asyncio.new_event_loop() if loop is None else loop
     timeout_s = timeout.total_seconds()
     # The `__anext__` call in flight; kept across batches so no item is dropped.

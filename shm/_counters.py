@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from shm._segment import Segment, SegmentSpec
 from shm.errors import ShmError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["Counters", "CountersSpec"]
 
@@ -48,9 +51,13 @@ class Counters:
     def __init__(self, segment: Segment, n_slots: int) -> None:
         self._segment = segment
         self._n_slots = n_slots
-        self._slots: npt.NDArray[np.int64] | None = np.ndarray(
-            (n_slots,), dtype=np.int64, buffer=segment.mmap, offset=Segment.data_offset
-        )
+        # A memoryview of int64 ("q"): item stores are single aligned 8-byte writes, and
+        # it needs no numpy, which keeps worker start-up short (numpy is imported only
+        # by :attr:`array`).
+        start = Segment.data_offset
+        self._slots: memoryview | None = memoryview(segment.mmap)[
+            start : start + n_slots * _SLOT_BYTES
+        ].cast("q")
 
     @classmethod
     def create(
@@ -87,7 +94,7 @@ class Counters:
     def __len__(self) -> int:
         return self._n_slots
 
-    def _view(self) -> npt.NDArray[np.int64]:
+    def _view(self) -> memoryview:
         if self._slots is None:
             raise ShmError(f"counters {self.name} are detached in this process; attach again")
         return self._slots
@@ -103,7 +110,7 @@ class Counters:
         view[slot] = value
         return value
 
-    def writable_slots(self, start: int, stop: int) -> npt.NDArray[np.int64]:
+    def writable_slots(self, start: int, stop: int) -> memoryview:
         """A live, writable int64 view of slots ``start:stop`` for their single writer.
 
         For hot loops: ``view[0] = value`` is one aligned 8-byte store, cheaper than
@@ -121,13 +128,17 @@ class Counters:
 
     @property
     def array(self) -> npt.NDArray[np.int64]:
-        """A read-only copy of all slots, taken now."""
-        snapshot = self._view().copy()
+        """A read-only numpy copy of all slots, taken now."""
+        import numpy as np
+
+        snapshot = np.frombuffer(self._view().tobytes(), dtype=np.int64)
         snapshot.flags.writeable = False
         return snapshot
 
     def detach(self) -> None:
         """Unmap in this process. Idempotent; does not unlink."""
+        if self._slots is not None:
+            self._slots.release()
         self._slots = None
         self._segment.close()
 
