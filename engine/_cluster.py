@@ -512,6 +512,7 @@ class _Cluster:
             [w.pid for w in self.workers],
             self.rings,
             time.monotonic() - self.started if wall_time_s is None else wall_time_s,
+            started=self.started,
         )
 
 

@@ -197,6 +197,8 @@ class Worker:
         self.inputs = [n for n in self.nodes if isinstance(n, InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0
+        #: Monotonic time this worker first read input items (None: not yet).
+        self.first_input_at: float | None = None
         #: Why :meth:`run` stopped early, if a source aborted the execution.
         self.aborted: ExecutionAborted | None = None
         #: Nanoseconds slept while there was nothing to do.
@@ -272,6 +274,8 @@ class Worker:
             source = self.inputs[(self._input_cursor + offset) % count]
             if source.live and source.timed(source.poll, self.epoch, wall_now):
                 busy = True
+                if self.first_input_at is None:
+                    self.first_input_at = now
                 if not self.clock.timed:
                     # Drain this epoch before reading the next batch, from the next input.
                     self.epoch += 1

@@ -40,6 +40,7 @@ class WorkerSlot:
     IDLE_NS = 11  #: time slept because there was nothing to do
     BLOCKED_NS = 12  #: time spent waiting for space in full rings (backpressure)
     ROUNDS = 13  #: executor rounds run
+    FIRST_INPUT_MS = 14  #: monotonic milliseconds when the worker first read input items
 
 
 #: Fixed slots at the start of each worker's block.

@@ -8,8 +8,9 @@ The JSON form of a :class:`RunSummary` (``dataclasses.asdict``, written by
 
 ``schema``, ``workers``, ``wall_time_s``, ``items_in``, ``items_out``,
 ``items_exchanged``, ``items_per_s``, ``last_epoch``, ``cluster_frontier``,
-``bottleneck_step``; ``per_worker``: list of :class:`WorkerSummary`; ``steps``: list of
-:class:`StepSummary` (summed over workers); ``rings``: list of :class:`RingSummary`.
+``bottleneck_step``, ``input_started_s``, ``running_items_per_s``; ``per_worker``: list
+of :class:`WorkerSummary`; ``steps``: list of :class:`StepSummary` (summed over
+workers); ``rings``: list of :class:`RingSummary`.
 Fields are only ever added, never renamed or removed, within one schema version.
 """
 
@@ -102,6 +103,10 @@ class RunSummary:
     last_epoch: int = 0
     cluster_frontier: int = 0
     bottleneck_step: str | None = None
+    #: Seconds from the start of the run until the first worker read input (start-up).
+    input_started_s: float | None = None
+    #: Items read per second from then on (``items_per_s`` without the start-up).
+    running_items_per_s: float | None = None
     per_worker: list[WorkerSummary] = field(default_factory=list)
     steps: list[StepSummary] = field(default_factory=list)
     rings: list[RingSummary] = field(default_factory=list)
@@ -152,6 +157,7 @@ def summarize(
     pids: list[int],
     rings: dict[tuple[int, int], Any],
     wall_time_s: float,
+    started: float | None = None,
 ) -> RunSummary:
     """Build a :class:`RunSummary` from counter values and ring statistics."""
     workers = []
@@ -210,6 +216,16 @@ def summarize(
         )
     items_in = sum(w.items_in for w in workers)
     busiest = max(steps, key=lambda s: s.busy_s, default=None)
+    first_inputs = [
+        int(values[layout.slot(index, WorkerSlot.FIRST_INPUT_MS)]) for index in range(len(pids))
+    ]
+    input_started_s = None
+    running_items_per_s = None
+    if any(first_inputs) and started is not None:
+        input_started_s = max(0.0, min(t for t in first_inputs if t) / 1000 - started)
+        running_s = wall_time_s - input_started_s
+        if running_s > 0:
+            running_items_per_s = items_in / running_s
     return RunSummary(
         workers=len(pids),
         wall_time_s=wall_time_s,
@@ -220,6 +236,8 @@ def summarize(
         last_epoch=max((w.epoch for w in workers), default=0),
         cluster_frontier=int(values[CLUSTER_FRONTIER_SLOT]),
         bottleneck_step=busiest.step_id if busiest is not None and busiest.busy_s > 0 else None,
+        input_started_s=input_started_s,
+        running_items_per_s=running_items_per_s,
         per_worker=workers,
         steps=steps,
         rings=ring_summaries,

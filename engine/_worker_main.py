@@ -139,6 +139,8 @@ class _Publisher:
         block[WorkerSlot.EPOCH] = worker.epoch
         block[WorkerSlot.ITEMS_IN] = worker.items_in
         block[WorkerSlot.ITEMS_OUT] = worker.items_out
+        if worker.first_input_at is not None and not block[WorkerSlot.FIRST_INPUT_MS]:
+            block[WorkerSlot.FIRST_INPUT_MS] = int(worker.first_input_at * 1000)
         if time.monotonic() >= self.next_detail:
             self.publish_details(worker)
         if RelayChannel.current is not None:
@@ -154,6 +156,8 @@ class _Publisher:
         block[WorkerSlot.BLOCKED_NS] = getattr(exchange, "blocked_ns", 0)
         block[WorkerSlot.BACKLOG] = len(getattr(exchange, "backlog", ()))
         block[WorkerSlot.IDLE_NS] = worker.idle_ns
+        if worker.first_input_at is not None:
+            block[WorkerSlot.FIRST_INPUT_MS] = int(worker.first_input_at * 1000)
         block[WorkerSlot.ROUNDS] = self.rounds
         usage = resource.getrusage(resource.RUSAGE_SELF)
         block[WorkerSlot.CPU_NS] = int((usage.ru_utime + usage.ru_stime) * 1e9)

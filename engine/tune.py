@@ -409,6 +409,11 @@ def measure_run(
     finally:
         if timer is not None:
             timer.cancel()
+    if summary.running_items_per_s is not None and summary.input_started_s is not None:
+        # Exact: the workers report when they first read input.
+        return Run(
+            summary, summary.running_items_per_s, summary.items_per_s, summary.input_started_s
+        )
     running = running_rate(statuses, summary.items_in, summary.wall_time_s)
     if running is None:
         return Run(summary, summary.items_per_s, summary.items_per_s, None)

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shm._segment import Segment, SegmentSpec
 from shm.errors import ShmError
