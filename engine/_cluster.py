@@ -234,6 +234,12 @@ class _Cluster:
     ) -> None:
         self.execution = execution
         self.store = store
+        # The wakeup pipe: request_stop() writes to it so the wait loop wakes at once.
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        os.set_blocking(self._wakeup_r, False)
+        os.set_blocking(self._wakeup_w, False)
+        self._stop_requested = False
+        self._wakeup_lock = threading.Lock()  # request_stop() vs closing the pipe
         self._next_gc = time.monotonic() + GC_INTERVAL_S
         #: A source aborted the execution (TestingSource.ABORT): stop without error.
         self.aborted = False
@@ -311,21 +317,44 @@ class _Cluster:
         if self.counters is not None:
             self.counters.detach()
             self.counters.unlink()
+        with self._wakeup_lock:
+            os.close(self._wakeup_r)
+            os.close(self._wakeup_w)
+            self._wakeup_w = -1
 
     # -- running -----------------------------------------------------------------------
-    def wait_for_completion(self, stop: threading.Event | None = None) -> float | None:
-        """Wait until every worker is done; return the wall time if ``stop`` ended it first."""
+    def request_stop(self) -> None:
+        """Ask the wait loop to stop the run (from any thread): wakes it at once."""
+        with self._wakeup_lock:
+            self._stop_requested = True
+            if self._wakeup_w < 0:
+                return  # the run is over; its pipe is closed
+            try:
+                os.write(self._wakeup_w, b"x")
+            except BlockingIOError:
+                pass  # already woken
+
+    def wait_for_completion(self) -> float | None:
+        """Wait until every worker is done; return the wall time if stopped early.
+
+        One ``wait`` watches every worker's exit (pidfd), every control connection and
+        the wakeup pipe; it also times out every POLL_INTERVAL_S to fold frontiers and
+        check heartbeats.
+        """
         assert self.counters is not None
         by_conn = {w.conn: w for w in self.workers}
         by_pidfd = {w.pidfd: w for w in self.workers}
         while not all(w.exited for w in self.workers):
-            if stop is not None and stop.is_set():
+            if self._stop_requested:
                 return time.monotonic() - self.started
             waitables: list[Any] = [w.conn for w in self.workers if not (w.exited or w.closed)]
             waitables += [w.pidfd for w in self.workers if not w.exited]
+            waitables.append(self._wakeup_r)
             for ready in wait(waitables, timeout=POLL_INTERVAL_S):
                 if isinstance(ready, Connection):
                     self._drain(by_conn[ready])
+                elif ready == self._wakeup_r:
+                    os.read(self._wakeup_r, 64)
                 else:
                     self._on_exit(by_pidfd[ready])  # type: ignore[index]
             if self.aborted:
@@ -566,10 +595,13 @@ def run_flow(
 
 def _run_cluster(cluster: _Cluster, stop: threading.Event | None) -> RunSummary:
     cleanup_stale()  # segments of earlier runs whose supervisor was killed
+    finished = threading.Event()
+    if stop is not None:
+        threading.Thread(target=_relay_stop, args=(stop, finished, cluster), daemon=True).start()
     try:
         cluster.create_segments()
         cluster.start_workers()
-        stopped_at = cluster.wait_for_completion(stop)
+        stopped_at = cluster.wait_for_completion()
         if stopped_at is not None or cluster.aborted:
             cluster.stop_workers()
         return cluster.summary(stopped_at)
@@ -577,4 +609,14 @@ def _run_cluster(cluster: _Cluster, stop: threading.Event | None) -> RunSummary:
         cluster.stop_workers()
         raise
     finally:
+        finished.set()
         cluster.release()
+
+
+def _relay_stop(stop: threading.Event, finished: threading.Event, cluster: _Cluster) -> None:
+    """Turn ``stop`` being set into a wake-up of the supervisor's wait."""
+    while not finished.is_set():
+        if stop.wait(POLL_INTERVAL_S):
+            if not finished.is_set():
+                cluster.request_stop()
+            return

@@ -203,6 +203,12 @@ class Worker:
         self.aborted: ExecutionAborted | None = None
         #: Nanoseconds slept while there was nothing to do.
         self.idle_ns = 0
+        #: Snapshot commits and the time they took; epoch close latency (timed epochs).
+        self.commits = 0
+        self.commit_ns = 0
+        self.epochs_closed = 0
+        self.close_lag_ns_total = 0
+        self.close_lag_ns_max = 0
         #: Where to record the plan index + 1 of the step running now (stall reports).
         self.step_gauge: Any = None
         #: Items read from this worker's input partitions / written to its sinks.
@@ -316,6 +322,7 @@ class Worker:
                 node.timed(node.advance, frontier)
         worker_frontier = fold_frontiers(n.frontier for n in self.nodes)
         if worker_frontier > self.frontier:
+            started = perf_counter_ns()
             try:
                 self.snapshots.commit(worker_frontier, self.epoch)
             except Exception as ex:
@@ -328,6 +335,15 @@ class Worker:
                 raise EngineRuntimeError(
                     msg, worker_index=self.config.worker_index, epoch=self.epoch
                 ) from ex
+            self.commits += 1
+            self.commit_ns += perf_counter_ns() - started
+            if self.clock.timed and worker_frontier < EOF_FRONTIER:
+                # How long after its scheduled end the last closed epoch became durable.
+                lag = self._monotonic() - self.clock.epoch_end(worker_frontier - 1)
+                lag_ns = max(0, int(lag * 1e9))
+                self.epochs_closed += 1
+                self.close_lag_ns_total += lag_ns
+                self.close_lag_ns_max = max(self.close_lag_ns_max, lag_ns)
             self.frontier = worker_frontier
             if self._on_frontier is not None:
                 self._on_frontier(worker_frontier)

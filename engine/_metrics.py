@@ -41,10 +41,15 @@ class WorkerSlot:
     BLOCKED_NS = 12  #: time spent waiting for space in full rings (backpressure)
     ROUNDS = 13  #: executor rounds run
     FIRST_INPUT_MS = 14  #: monotonic milliseconds when the worker first read input items
+    COMMITS = 15  #: snapshot commits (one per advance of the worker frontier)
+    COMMIT_NS = 16  #: time spent writing snapshots and frontier (recovery store)
+    EPOCHS_CLOSED = 17  #: timed epochs closed, for the latency below
+    CLOSE_LAG_NS_TOTAL = 18  #: sum over closed epochs of (commit time - epoch's end)
+    CLOSE_LAG_NS_MAX = 19  #: the largest of those
 
 
 #: Fixed slots at the start of each worker's block.
-WORKER_SLOTS = 16
+WORKER_SLOTS = 24
 
 
 class StepSlot:
@@ -79,7 +84,7 @@ class CounterLayout:
         """The slot of ``offset`` (a :class:`WorkerSlot` value) for a worker.
 
         >>> CounterLayout(2).slot(1, WorkerSlot.EPOCH)
-        18
+        26
         """
         return 1 + worker_index * self.slots_per_worker + offset
 

@@ -74,6 +74,14 @@ class WorkerSummary:
     idle_s: float
     #: Seconds spent waiting for space in full rings (backpressure).
     blocked_s: float
+    #: Snapshot commits (one per advance of the frontier) and seconds spent in them
+    #: (writing state and frontier to the recovery store; ~0 without recovery).
+    commits: int = 0
+    commit_s: float = 0.0
+    #: Latency from an epoch's scheduled end until this worker committed past it
+    #: (timed epochs only): mean and maximum, seconds.
+    epoch_close_latency_mean_s: float | None = None
+    epoch_close_latency_max_s: float | None = None
 
 
 @dataclass
@@ -167,6 +175,7 @@ def summarize(
             return int(values[layout.slot(index, offset)])
 
         cpu_s = slot(WorkerSlot.CPU_NS) / 1e9
+        closed = slot(WorkerSlot.EPOCHS_CLOSED)
         workers.append(
             WorkerSummary(
                 index=index,
@@ -182,6 +191,14 @@ def summarize(
                 max_rss_bytes=slot(WorkerSlot.MAX_RSS_KB) * 1024,
                 idle_s=slot(WorkerSlot.IDLE_NS) / 1e9,
                 blocked_s=slot(WorkerSlot.BLOCKED_NS) / 1e9,
+                commits=slot(WorkerSlot.COMMITS),
+                commit_s=slot(WorkerSlot.COMMIT_NS) / 1e9,
+                epoch_close_latency_mean_s=(
+                    slot(WorkerSlot.CLOSE_LAG_NS_TOTAL) / 1e9 / closed if closed else None
+                ),
+                epoch_close_latency_max_s=(
+                    slot(WorkerSlot.CLOSE_LAG_NS_MAX) / 1e9 if closed else None
+                ),
             )
         )
     steps = []

@@ -156,6 +156,11 @@ class _Publisher:
         block[WorkerSlot.BLOCKED_NS] = getattr(exchange, "blocked_ns", 0)
         block[WorkerSlot.BACKLOG] = len(getattr(exchange, "backlog", ()))
         block[WorkerSlot.IDLE_NS] = worker.idle_ns
+        block[WorkerSlot.COMMITS] = worker.commits
+        block[WorkerSlot.COMMIT_NS] = worker.commit_ns
+        block[WorkerSlot.EPOCHS_CLOSED] = worker.epochs_closed
+        block[WorkerSlot.CLOSE_LAG_NS_TOTAL] = worker.close_lag_ns_total
+        block[WorkerSlot.CLOSE_LAG_NS_MAX] = worker.close_lag_ns_max
         if worker.first_input_at is not None:
             block[WorkerSlot.FIRST_INPUT_MS] = int(worker.first_input_at * 1000)
         block[WorkerSlot.ROUNDS] = self.rounds

@@ -223,3 +223,71 @@ def test_shmflow_command_dispatches(capsys) -> None:
     assert cli.main(["frobnicate"]) == 2
     assert "unknown command" in capsys.readouterr().err
     assert cli.main([]) == 2
+
+
+def test_restarts_resume_from_the_store_after_a_failure(tmp_path: Path) -> None:
+    path = tmp_path / "flaky.py"
+    marker = tmp_path / "failed-once"
+    out = tmp_path / "out.txt"
+    path.write_text(
+        "import pathlib\n"
+        "import engine.operators as op\n"
+        "from engine.connectors.files import FileSink\n"
+        "from engine.dataflow import Dataflow\n"
+        "from engine.testing import TestingSource\n"
+        f"MARKER = pathlib.Path({str(marker)!r})\n"
+        "def fail_once(kv):\n"
+        "    if kv[1] == 5 and not MARKER.exists():\n"
+        "        MARKER.touch()\n"
+        "        raise RuntimeError('transient failure')\n"
+        "    return kv\n"
+        "flow = Dataflow('flaky')\n"
+        "s = op.input('inp', flow, TestingSource([('k', i) for i in range(10)]))\n"
+        "s = op.map('fail_once', s, fail_once)\n"
+        "s = op.map_value('fmt', s, str)\n"
+        f"op.output('out', s, FileSink(pathlib.Path({str(out)!r})))\n"
+    )
+    store = tmp_path / "store"
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "recovery", "init", str(store)], env=_env(), timeout=60
+        ).returncode
+        == 0
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.run",
+            str(path),
+            "-w",
+            "2",
+            "-r",
+            str(store),
+            "-s",
+            "0",
+            "--restarts",
+            "2",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "transient failure" in result.stderr
+    assert "restart 1 of 2" in result.stderr
+    assert out.read_text().split() == [str(i) for i in range(10)]  # FileSink: exactly once
+    inspected = subprocess.run(
+        [sys.executable, "-m", "recovery", "inspect", "--json", str(store)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert len(json.loads(inspected.stdout)["executions"]) == 2
+
+
+def test_restarts_need_a_recovery_directory(capsys) -> None:
+    assert run_module.main(["engine.examples.wordcount", "--restarts", "2"]) == 2
+    assert "need -r" in capsys.readouterr().err
