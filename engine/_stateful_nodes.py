@@ -20,8 +20,9 @@ from engine._keyed import check_keyed, group_by_key
 from engine._nodes import TOMBSTONE, Node, as_timestamp
 from engine._plan import PlanStep
 from engine._progress import EOF_FRONTIER
-from engine.errors import ItemTypeError, item_repr
+from engine.errors import ItemTypeError
 from engine.operators._core import StatefulBatchLogic
+from engine.operators._stateful import mapper_result_error
 
 if TYPE_CHECKING:
     from engine._executor import Worker
@@ -237,7 +238,7 @@ class MapKernelNode(StatefulNode):
                     check_keyed(step_id, batch)  # raises the diagnosis
                 result = mapper(state, value)
                 if type(result) is not tuple or len(result) != 2:
-                    raise self._bad_return(result, value)
+                    raise mapper_result_error("stateful_map", self.user_step_id, result, value)
                 state = result[0]
                 if state is None:
                     states.pop(key, None)
@@ -257,13 +258,6 @@ class MapKernelNode(StatefulNode):
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
         if out:
             self.emit(0, epoch, out)
-
-    def _bad_return(self, result: Any, value: Any) -> ItemTypeError:
-        return ItemTypeError(
-            f"mapper of stateful_map step {self.user_step_id!r} must return a 2-tuple "
-            f"(updated_state, emit_value); it returned {type(result).__name__} "
-            f"{item_repr(result)} for value {item_repr(value)}"
-        )
 
     def upstream_eof(self, epoch: int) -> None:
         pass  # stateful_map keeps its state and emits nothing at EOF

@@ -149,29 +149,49 @@ def stateful(
     return stateful_batch("stateful_batch", up, build)
 
 
-class _StatefulMapLogic(StatefulBatchLogic[V, W, S | None]):
-    """Runs a ``stateful_map`` mapper over a batch of values of one key."""
+def mapper_result_error(
+    operator_name: str, step_id: str, result: Any, value: Any, *, flat: bool = False
+) -> ItemTypeError:
+    """The error for a ``stateful_map``/``stateful_flat_map`` mapper's wrong return."""
+    second = "iterable_of_emits" if flat else "emit_value"
+    return ItemTypeError(
+        f"mapper of {operator_name} step {step_id!r} must return a 2-tuple "
+        f"(updated_state, {second}); it returned {type(result).__name__} "
+        f"{item_repr(result)} for value {item_repr(value)}"
+    )
 
-    __slots__ = ("mapper", "state", "step_id")
 
-    def __init__(self, step_id: str, mapper: Callable[[S | None, V], Any], state: S | None):
+class _StatefulMapperLogic(StatefulBatchLogic[V, W, S | None]):
+    """Runs a ``stateful_map`` (or, ``flat``, ``stateful_flat_map``) mapper over the
+    values of one key; a ``None`` state discards the key."""
+
+    __slots__ = ("flat", "mapper", "state", "step_id")
+
+    def __init__(
+        self,
+        step_id: str,
+        mapper: Callable[[S | None, V], Any],
+        state: S | None,
+        *,
+        flat: bool = False,
+    ) -> None:
         self.step_id = step_id
         self.mapper = mapper
         self.state = state
+        self.flat = flat
 
     def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
         mapper, state, out = self.mapper, self.state, []
         for value in values:
             result = mapper(state, value)
             if type(result) is not tuple or len(result) != 2:
-                msg = (
-                    f"mapper of stateful_map step {self.step_id!r} must return a 2-tuple "
-                    f"(updated_state, emit_value); it returned {type(result).__name__} "
-                    f"{item_repr(result)} for value {item_repr(value)}"
-                )
-                raise ItemTypeError(msg)
-            state, emit = result
-            out.append(emit)
+                name = "stateful_flat_map" if self.flat else "stateful_map"
+                raise mapper_result_error(name, self.step_id, result, value, flat=self.flat)
+            state = result[0]
+            if self.flat:
+                out.extend(result[1])
+            else:
+                out.append(result[1])
         self.state = state
         return out, state is None
 
@@ -205,40 +225,11 @@ def stateful_map(
     """
     outer = current_step_id()
 
-    def build(resume: S | None) -> _StatefulMapLogic[V, W, S]:
-        return _StatefulMapLogic(outer, mapper, resume)
+    def build(resume: S | None) -> _StatefulMapperLogic[V, W, S]:
+        return _StatefulMapperLogic(outer, mapper, resume)
 
     with_kernel(build, StatefulKernel("map", mapper, outer))
     return stateful_batch("stateful_batch", up, build)
-
-
-class _StatefulFlatMapLogic(StatefulBatchLogic[V, W, S | None]):
-    __slots__ = ("mapper", "state", "step_id")
-
-    def __init__(self, step_id: str, mapper: Callable[[S | None, V], Any], state: S | None):
-        self.step_id = step_id
-        self.mapper = mapper
-        self.state = state
-
-    def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
-        out: list[W] = []
-        state = self.state
-        for value in values:
-            result = self.mapper(state, value)
-            if type(result) is not tuple or len(result) != 2:
-                msg = (
-                    f"mapper of stateful_flat_map step {self.step_id!r} must return a "
-                    f"2-tuple (updated_state, iterable_of_emits); it returned "
-                    f"{item_repr(result)} for value {item_repr(value)}"
-                )
-                raise ItemTypeError(msg)
-            state, emits = result
-            out.extend(emits)
-        self.state = state
-        return out, state is None
-
-    def snapshot(self) -> S | None:
-        return self.state
 
 
 @operator
@@ -265,8 +256,8 @@ def stateful_flat_map(
     """
     outer = current_step_id()
 
-    def build(resume: S | None) -> _StatefulFlatMapLogic[V, W, S]:
-        return _StatefulFlatMapLogic(outer, mapper, resume)
+    def build(resume: S | None) -> _StatefulMapperLogic[V, W, S]:
+        return _StatefulMapperLogic(outer, mapper, resume, flat=True)
 
     return stateful_batch("stateful_batch", up, build)
 
