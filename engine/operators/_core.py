@@ -193,7 +193,7 @@ def redistribute(step_id: str, up: Stream[X]) -> Stream[X]:
     return down
 
 
-def _default_debug_inspector(step_id: str, item: Any, epoch: int, worker_index: int) -> None:
+def _print_debug_line(step_id: str, item: Any, epoch: int, worker_index: int) -> None:
     print(f"{step_id} W{worker_index} @{epoch}: {item!r}", flush=True)
 
 
@@ -201,7 +201,7 @@ def _default_debug_inspector(step_id: str, item: Any, epoch: int, worker_index: 
 def inspect_debug(
     step_id: str,
     up: Stream[X],
-    inspector: Callable[[str, X, int, int], None] = _default_debug_inspector,
+    inspector: Callable[[str, X, int, int], None] = _print_debug_line,
 ) -> Stream[X]:
     """Call ``inspector(step_id, item, epoch, worker_index)`` on every item; pass it on.
 

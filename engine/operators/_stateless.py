@@ -362,7 +362,7 @@ def key_rm(step_id: str, up: KeyedStream[X]) -> Stream[X]:
     return flat_map_batch("flat_map_batch", up, key_rm_batch)
 
 
-def _default_inspector(step_id: str, item: Any) -> None:
+def _print_step_and_item(step_id: str, item: Any) -> None:
     print(f"{step_id}: {item!r}", flush=True)
 
 
@@ -370,7 +370,7 @@ def _default_inspector(step_id: str, item: Any) -> None:
 def inspect(
     step_id: str,
     up: Stream[X],
-    inspector: Callable[[str, X], None] = _default_inspector,
+    inspector: Callable[[str, X], None] = _print_step_and_item,
 ) -> Stream[X]:
     """Call ``inspector(step_id, item)`` on every item (default: print it); pass it on.
 
