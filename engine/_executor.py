@@ -178,6 +178,7 @@ class Worker:
         monotonic: Callable[[], float] = time.monotonic,
         on_round: Callable[[Worker], None] | None = None,
         on_frontier: Callable[[int], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.plan = plan
         self.config = config if config is not None else WorkerConfig()
@@ -191,6 +192,7 @@ class Worker:
         self._monotonic = monotonic
         self._on_round = on_round
         self._on_frontier = on_frontier
+        self._on_ready = on_ready
         #: Consecutive idle rounds; idle sleeps grow with it (short waits stay cheap).
         self._idle_rounds = 0
         self.nodes = [node_type(s)(s, self) for s in plan.steps]
@@ -245,6 +247,8 @@ class Worker:
         """
         try:
             self.open()
+            if self._on_ready is not None:
+                self._on_ready()
             while self.step():
                 pass
         except ExecutionAborted as aborted:

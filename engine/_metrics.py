@@ -46,6 +46,8 @@ class WorkerSlot:
     EPOCHS_CLOSED = 17  #: timed epochs closed, for the latency below
     CLOSE_LAG_NS_TOTAL = 18  #: sum over closed epochs of (commit time - epoch's end)
     CLOSE_LAG_NS_MAX = 19  #: the largest of those
+    READY_MS = 20  #: monotonic milliseconds when the worker had built its partitions and
+    #: loaded its state (resumed, if recovering) and began its first round
 
 
 #: Fixed slots at the start of each worker's block.

@@ -8,9 +8,9 @@ The JSON form of a :class:`RunSummary` (``dataclasses.asdict``, written by
 
 ``schema``, ``workers``, ``wall_time_s``, ``items_in``, ``items_out``,
 ``items_exchanged``, ``items_per_s``, ``last_epoch``, ``cluster_frontier``,
-``bottleneck_step``, ``input_started_s``, ``running_items_per_s``; ``per_worker``: list
-of :class:`WorkerSummary`; ``steps``: list of :class:`StepSummary` (summed over
-workers); ``rings``: list of :class:`RingSummary`.
+``bottleneck_step``, ``workers_ready_s``, ``input_started_s``, ``running_items_per_s``;
+``per_worker``: list of :class:`WorkerSummary`; ``steps``: list of :class:`StepSummary`
+(summed over workers); ``rings``: list of :class:`RingSummary`.
 Fields are only ever added, never renamed or removed, within one schema version.
 """
 
@@ -111,6 +111,9 @@ class RunSummary:
     last_epoch: int = 0
     cluster_frontier: int = 0
     bottleneck_step: str | None = None
+    #: Seconds from the start of the run until every worker had built its partitions
+    #: and loaded its state (the resume time, when recovering).
+    workers_ready_s: float | None = None
     #: Seconds from the start of the run until the first worker read input (start-up).
     input_started_s: float | None = None
     #: Items read per second from then on (``items_per_s`` without the start-up).
@@ -236,6 +239,10 @@ def summarize(
     first_inputs = [
         int(values[layout.slot(index, WorkerSlot.FIRST_INPUT_MS)]) for index in range(len(pids))
     ]
+    ready = [int(values[layout.slot(index, WorkerSlot.READY_MS)]) for index in range(len(pids))]
+    workers_ready_s = None
+    if ready and all(ready) and started is not None:
+        workers_ready_s = max(0.0, max(ready) / 1000 - started)
     input_started_s = None
     running_items_per_s = None
     if any(first_inputs) and started is not None:
@@ -253,6 +260,7 @@ def summarize(
         last_epoch=max((w.epoch for w in workers), default=0),
         cluster_frontier=int(values[CLUSTER_FRONTIER_SLOT]),
         bottleneck_step=busiest.step_id if busiest is not None and busiest.busy_s > 0 else None,
+        workers_ready_s=workers_ready_s,
         input_started_s=input_started_s,
         running_items_per_s=running_items_per_s,
         per_worker=workers,

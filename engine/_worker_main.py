@@ -175,6 +175,10 @@ class _Publisher:
             block[base + StepSlot.BATCHES] = stats.batches
             block[base + StepSlot.BUSY_NS] = stats.busy_ns
 
+    def on_ready(self) -> None:
+        """Partitions built and state loaded: the worker starts its first round."""
+        self.block[WorkerSlot.READY_MS] = int(time.monotonic() * 1000)
+
     def on_frontier(self, frontier: int) -> None:
         self.block[WorkerSlot.FRONTIER] = frontier
 
@@ -224,6 +228,7 @@ def _run(conn: Connection) -> bool:
             snapshots=snapshots,
             on_round=publisher.on_round,
             on_frontier=publisher.on_frontier,
+            on_ready=publisher.on_ready,
         )
         gauge = WorkerSlot.CURRENT_STEP
         worker.step_gauge = publisher.block[gauge : gauge + 1]

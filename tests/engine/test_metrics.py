@@ -39,6 +39,7 @@ def test_summary_counts_items_steps_rings_and_commits(tmp_path: Path) -> None:
         assert worker.epoch_close_latency_max_s is not None
         assert 0 <= worker.epoch_close_latency_mean_s <= worker.epoch_close_latency_max_s
     assert summary.input_started_s is not None and summary.input_started_s < summary.wall_time_s
+    assert summary.workers_ready_s is not None and summary.workers_ready_s < summary.wall_time_s
     assert summary.running_items_per_s is not None
     assert summary.running_items_per_s >= summary.items_per_s
     document = json.loads(json.dumps(dataclasses.asdict(summary)))
