@@ -1,7 +1,9 @@
 """Word count over embedded text: the example job of the README.
 
-Run it with ``python -m engine.examples.wordcount`` (one worker, in this process).
-It prints the ten most frequent words and how long the run took.
+Run it with ``python -m engine.examples.wordcount``: two worker processes count the
+words of four partitions of text; it prints the run summary and the ten most frequent
+words. ``python -m engine.run engine.examples.wordcount -w 4`` runs the same flow from
+the command line.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import time
 from collections.abc import Iterator
 
 import engine.operators as op
+from engine import run_flow
 from engine.dataflow import Dataflow
 from engine.inputs import FixedPartitionedSource, StatefulSourcePartition
-from engine.testing import TestingSink, run_main
+from engine.testing import TestingSink
 
 TEXT = """\
 It was the best of times, it was the worst of times, it was the age of wisdom,
@@ -82,9 +85,10 @@ flow = build_flow([])
 def main() -> None:
     counts: list[tuple[str, int]] = []
     started = time.perf_counter()
-    run_main(build_flow(counts))
+    summary = run_flow(build_flow(counts), workers=2)
     elapsed = time.perf_counter() - started
     total = sum(n for _, n in counts)
+    print(summary.line())
     print(f"counted {total:,} words ({len(counts)} distinct) in {elapsed:.2f} s")
     for word, n in sorted(counts, key=lambda wc: (-wc[1], wc[0]))[:10]:
         print(f"{n:>8,}  {word}")

@@ -71,7 +71,10 @@ def test_empty_input_emits_nothing(entry_point: EntryPoint) -> None:
 
 def test_timeout_emits_before_later_values_arrive(entry_point: EntryPoint) -> None:
     items = [("a", 1), ("a", 2), TestingSource.PAUSE(timedelta(seconds=0.15)), ("a", 3)]
-    out = _run_collect(entry_point, items, timeout=timedelta(seconds=0.05), max_size=10)
+    # 1 and 2 come in one batch, so a slow machine cannot split them across the timeout.
+    out = _run_collect(
+        entry_point, items, timeout=timedelta(seconds=0.05), max_size=10, batch_size=2
+    )
     assert out == [("a", [1, 2]), ("a", [3])]
 
 

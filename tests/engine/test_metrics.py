@@ -14,11 +14,11 @@ from recovery import RecoveryConfig, init_db_dir
 
 def test_summary_counts_items_steps_rings_and_commits(tmp_path: Path) -> None:
     init_db_dir(tmp_path / "store")
-    flow = count_final_flow(GeneratedSource(generated_word, 60_000, batch_size=2_000))
+    flow = count_final_flow(GeneratedSource(generated_word, 60_000, batch_size=500))
     summary = run_flow(
         flow,
         workers=2,
-        epoch_interval=timedelta(milliseconds=20),
+        epoch_interval=timedelta(milliseconds=5),
         recovery_config=RecoveryConfig(tmp_path / "store"),
     )
     assert summary.items_in == 60_000
