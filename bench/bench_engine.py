@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +23,7 @@ import pytest
 
 from bench import flows
 from engine import run_flow
+from engine.benchmarks import machine
 from engine.testing import run_main
 
 # -- pytest-benchmark ------------------------------------------------------------------------
@@ -97,22 +96,6 @@ def _bytewax_runner(name: str) -> Callable[[Any], Callable[[], Any]] | None:
     except ImportError:
         return None
     return bytewax_flows.RUNNERS.get(name)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
 
 
 def single_worker_table(rounds: int, with_bytewax: bool) -> list[str]:

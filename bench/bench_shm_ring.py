@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `shm` importa
 import pytest
 
 from bench._shm_workers import TRANSPORTS, WORKLOADS, Case
+from engine.benchmarks import machine
 
 ROUNDS = 3
 
@@ -62,25 +61,9 @@ def measure(workload: str, rounds: int) -> dict[str, float]:
     return {transport: statistics.median(times) for transport, times in timings.items()}
 
 
-def machine_description() -> str:
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()} "
-        f"({platform.python_implementation()}), {platform.system()} {platform.machine()}"
-    )
-
-
 def table(rounds: int) -> str:
     lines = [
-        f"Machine: {machine_description()}",
+        f"Machine: {machine()}",
         "",
         f"Median of {rounds} rounds per transport after one warm-up, rounds of the three "
         "transports interleaved; ratio = throughput / multiprocessing.Queue throughput "

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
 from engine._summary import si
-from engine.benchmarks import BENCHMARKS, SIZES, Benchmark, queue_baseline
+from engine.benchmarks import BENCHMARKS, SIZES, Benchmark, machine, queue_baseline
 from engine.errors import EngineRuntimeError
 from engine.run import UsageError
 from engine.tune import (
@@ -168,23 +167,6 @@ def run_benchmark(
                 on_run(round_index, workers, run)
     rows = fold_runs(runs)
     return FlowResult(benchmark, n, baselines, rows, recommend({r.workers: r.median for r in rows}))
-
-
-def machine() -> str:
-    """CPU count and model, Python and OS, in one line."""
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
 
 
 def format_flow(result: FlowResult) -> str:

@@ -40,6 +40,8 @@ The flows (:data:`BENCHMARKS`, by name):
 from __future__ import annotations
 
 import multiprocessing
+import os
+import platform
 import queue
 import random
 import time
@@ -83,6 +85,7 @@ __all__ = [
     "generated_int",
     "generated_word",
     "ints",
+    "machine",
     "numpy_flow",
     "passthrough_baseline",
     "passthrough_flow",
@@ -302,6 +305,23 @@ def arrays(n: int, length: int = 128, keys: int = 16, seed: int = 7) -> list[tup
     rng = np.random.default_rng(seed)
     block = rng.random((n, length))
     return [(f"key{i % keys}", block[i]) for i in range(n)]
+
+
+def machine() -> str:
+    """CPU count and model, Python and OS, in one line."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 # -- flows and plain-loop baselines ----------------------------------------------------------
