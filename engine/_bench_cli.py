@@ -35,12 +35,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 from engine._summary import si
 from engine.benchmarks import BENCHMARKS, SIZES, Benchmark, machine, queue_baseline
 from engine.errors import EngineRuntimeError
-from engine.run import UsageError
+from engine.run import UsageError, UsageParser
 from engine.tune import (
     RATE_NOTE,
     CountFigures,
@@ -190,11 +190,6 @@ def format_flow(result: FlowResult) -> str:
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def _flow_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -207,7 +202,7 @@ def _flow_names(text: str) -> list[str]:
 
 
 def build_parser(prog: str = "shmflow bench") -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog=prog,
         description="Run the built-in benchmark flows with their baselines in one run.",
     )

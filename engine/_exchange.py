@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine._keyed import group_by_key
+from engine._keyed import check_keyed
 from engine._plan import EXCHANGE_KEY, EXCHANGE_PARTITION, EXCHANGE_REDISTRIBUTE, Plan, PlanStep
 from engine._progress import EOF_FRONTIER, SenderMarks
 from engine.errors import EngineRuntimeError, item_repr
@@ -177,7 +177,7 @@ class RingExchange:
 
     def _diagnose(self, step: PlanStep, batch: list[Any]) -> None:
         """Raise the ItemTypeError describing the first malformed item of ``batch``."""
-        group_by_key(step.step_id, batch)
+        check_keyed(step.step_id, batch)
 
     def _spread(self, step: PlanStep, epoch: int, batch: list[Any]) -> list[Any]:
         """Cut the batch into one slice per worker, rotating who gets the remainder."""

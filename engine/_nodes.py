@@ -30,6 +30,7 @@ __all__ = [
     "EMPTY_POLL_COOLDOWN_S",
     "TOMBSTONE",
     "BranchNode",
+    "EpochBuffer",
     "ExecutionAborted",
     "FlatMapBatchNode",
     "InputNode",
@@ -89,6 +90,35 @@ class StepStats:
     #: Nanoseconds spent in this step itself (its user code and the engine's work for
     #: it), excluding the steps downstream of it.
     busy_ns: int
+
+
+class EpochBuffer:
+    """Batches that arrived for epochs after a step's frontier, kept until it gets there.
+
+    Steps whose snapshots must match their effects exactly (stateful steps, partitioned
+    sinks) apply items in epoch order: a batch of an epoch beyond the frontier, sent by
+    a worker that is ahead, waits here. When the frontier advances, the step applies
+    :meth:`take_before` the new frontier, snapshots the closed epochs, then applies
+    :meth:`take` of the epoch that just opened.
+    """
+
+    __slots__ = ("_batches",)
+
+    def __init__(self) -> None:
+        self._batches: dict[int, list[list[Any]]] = {}
+
+    def hold(self, epoch: int, batch: list[Any]) -> None:
+        """Keep ``batch`` of ``epoch`` for later."""
+        self._batches.setdefault(epoch, []).append(batch)
+
+    def take_before(self, frontier: int) -> list[tuple[int, list[Any]]]:
+        """Remove and return the held batches of epochs before ``frontier``, in order."""
+        due = sorted(e for e in self._batches if e < frontier)
+        return [(epoch, batch) for epoch in due for batch in self._batches.pop(epoch)]
+
+    def take(self, epoch: int) -> list[list[Any]]:
+        """Remove and return the held batches of ``epoch``."""
+        return self._batches.pop(epoch, [])
 
 
 class Node:
@@ -417,7 +447,7 @@ class OutputNode(Node):
         self.part_count = 0
         self.dynamic_part: Any = None
         #: Batches of epochs after the frontier, written when it gets there.
-        self.pending: dict[int, list[list[Any]]] = {}
+        self.pending = EpochBuffer()
         #: Partition index of each key seen (part_fn is user code; call it once per key).
         self._partition_of: dict[str, int] = {}
 
@@ -460,7 +490,7 @@ class OutputNode(Node):
         would write them twice (or skip them).
         """
         if epoch > self.frontier:
-            self.pending.setdefault(epoch, []).append(batch)
+            self.pending.hold(epoch, batch)
             return
         self.write(epoch, batch)
 
@@ -495,9 +525,8 @@ class OutputNode(Node):
 
     def advance(self, frontier: int) -> None:
         closed_epoch = frontier - 1 if frontier != EOF_FRONTIER else self.frontier
-        for epoch in sorted(e for e in self.pending if e < frontier):
-            for batch in self.pending.pop(epoch):
-                self.write(epoch, batch)
+        for epoch, batch in self.pending.take_before(frontier):
+            self.write(epoch, batch)
         self.frontier = frontier
         for name, part in self.parts.values():
             try:
@@ -505,7 +534,7 @@ class OutputNode(Node):
             except Exception as ex:
                 raise self.failure(closed_epoch, ex, f"snapshotting partition {name!r}") from ex
             self.worker.snapshots.record_partition(self.step_id, name, closed_epoch, state)
-        for batch in self.pending.pop(frontier, ()):  # the epoch that just opened
+        for batch in self.pending.take(frontier):  # the epoch that just opened
             self.write(frontier, batch)
 
     def close(self) -> None:

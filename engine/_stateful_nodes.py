@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from engine._keyed import check_keyed, group_by_key
-from engine._nodes import TOMBSTONE, Node, as_timestamp
+from engine._nodes import TOMBSTONE, EpochBuffer, Node, as_timestamp
 from engine._plan import PlanStep
 from engine._progress import EOF_FRONTIER
 from engine.errors import ItemTypeError
@@ -41,7 +41,7 @@ class StatefulNode(Node):
         self.timers: dict[str, float] = {}
         self.timer_heap: list[tuple[float, str]] = []
         #: Batches of epochs after the frontier (from faster workers), applied in order.
-        self.pending: dict[int, list[list[Any]]] = {}
+        self.pending = EpochBuffer()
 
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
         batch = self.route(epoch, batch)
@@ -51,7 +51,7 @@ class StatefulNode(Node):
     def deliver(self, epoch: int, batch: list[Any]) -> None:
         """Apply a batch routed to this worker (buffer it if its epoch is not open yet)."""
         if epoch > self.frontier and self.frontier != EOF_FRONTIER:
-            self.pending.setdefault(epoch, []).append(batch)
+            self.pending.hold(epoch, batch)
             return
         self.apply(epoch, batch)
 
@@ -157,10 +157,9 @@ class StatefulNode(Node):
     def advance(self, frontier: int) -> None:
         old = self.frontier
         # Apply buffered batches of epochs that are now open, in epoch order.
-        for epoch in sorted(e for e in self.pending if e < frontier or frontier == EOF_FRONTIER):
+        for epoch, batch in self.pending.take_before(frontier):  # EOF: everything held
             self.frontier = epoch
-            for batch in self.pending.pop(epoch):
-                self.apply(epoch, batch)
+            self.apply(epoch, batch)
         if frontier == EOF_FRONTIER:
             last = max(old, self.frontier)
             self.frontier = last
@@ -172,7 +171,7 @@ class StatefulNode(Node):
         self.frontier = frontier
         # Batches of the epoch that just opened go next (after the snapshot of the closed
         # epochs, which must not include them; before anything newer arrives).
-        for batch in self.pending.pop(frontier, ()):
+        for batch in self.pending.take(frontier):
             self.apply(frontier, batch)
 
     def upstream_eof(self, epoch: int) -> None:

@@ -34,7 +34,7 @@ from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError
 from recovery import RecoveryConfig, RecoveryError
 
-__all__ = ["UsageError", "load_flow", "main", "parse_interval"]
+__all__ = ["UsageError", "UsageParser", "load_flow", "main", "parse_interval", "whole_number"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -50,7 +50,9 @@ class UsageError(Exception):
     """Bad command-line input; the message is printed as one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageParser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (one line, exit 2)."""
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
@@ -70,24 +72,27 @@ def parse_interval(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _positive_int(text: str) -> int:
+def whole_number(text: str, what: str, minimum: int) -> int:
+    """Parse a command-line whole number ``>= minimum``; ``what`` names it in errors.
+
+    >>> whole_number("3", "worker count", 1)
+    3
+    """
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"worker count {text!r} is not a whole number") from None
-    if value < 1:
-        raise UsageError(f"worker count must be at least 1, got {value}")
+        raise UsageError(f"{what} {text!r} is not a whole number") from None
+    if value < minimum:
+        raise UsageError(f"{what} must be at least {minimum}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return whole_number(text, "worker count", 1)
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise UsageError(f"expected a number >= 0, got {value}")
-    return value
+    return whole_number(text, "--restarts", 0)
 
 
 def _split_import_str(import_str: str) -> tuple[str, str]:
@@ -163,7 +168,7 @@ def load_flow(import_str: str) -> Dataflow:
 
 
 def build_parser(prog: str = "python -m engine.run") -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog=prog,
         description="Run a dataflow on worker processes.",
     )

@@ -158,9 +158,10 @@ class _IterPartition(StatefulSourcePartition[X, int]):
             if isinstance(item, TestingSource.ABORT):
                 if not item._triggered:
                     item._triggered = True  # resumed executions skip it
-                    aborted = AbortExecution(f"TestingSource.ABORT at item {self._next_index}")
+                    marker_index = self._next_index + len(batch)
+                    aborted = AbortExecution(f"TestingSource.ABORT at item {marker_index}")
                     # Lets a worker process tell the caller which marker fired.
-                    aborted.marker_index = self._next_index + len(batch)  # type: ignore[attr-defined]
+                    aborted.marker_index = marker_index  # type: ignore[attr-defined]
                     self._pending_exception = aborted
                     break
                 self._next_index += 1  # skipped: resume states count it like an item

@@ -65,7 +65,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from engine._summary import RunSummary, si
 from engine.benchmarks import CountingPartitionedSink, CountingSink
@@ -73,7 +73,14 @@ from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError
 from engine.inputs import FixedPartitionedSource
 from engine.outputs import FixedPartitionedSink
-from engine.run import UsageError, _positive_int, load_flow, parse_interval
+from engine.run import (
+    UsageError,
+    UsageParser,
+    _positive_int,
+    load_flow,
+    parse_interval,
+    whole_number,
+)
 
 __all__ = [
     "DRY_SINKS_NOTE",
@@ -727,20 +734,9 @@ def write_plot(result: TuneResult, path: str | Path) -> None:
 # -- the command ---------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def parse_repeat(text: str) -> int:
     """Parse ``--repeat``: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"--repeat {text!r} is not a whole number") from None
-    if value < 1:
-        raise UsageError(f"--repeat must be at least 1, got {value}")
-    return value
+    return whole_number(text, "--repeat", 1)
 
 
 def _duration(text: str) -> timedelta:
@@ -751,7 +747,7 @@ def _duration(text: str) -> timedelta:
 
 
 def build_parser(prog: str = "shmflow tune") -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog=prog,
         description="Run a flow at several worker counts and recommend one. "
         + DRY_SINKS_NOTE.capitalize()

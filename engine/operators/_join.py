@@ -12,8 +12,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeAlias, get_args
 
+from engine._keyed import check_keyed
 from engine.dataflow import Stream, current_step_id, operator
-from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import (
     KeyedStream,
     StatefulBatchLogic,
@@ -99,18 +99,6 @@ class _JoinLogic(StatefulBatchLogic[tuple[int, Any], tuple[Any, ...], JoinState]
         return tuple(tuple(values) for values in self.seen)
 
 
-def _check_pairs(step_id: str, batch: list[Any]) -> None:
-    """Raise ItemTypeError naming the join unless every item is a ``(key, value)`` tuple."""
-    for item in batch:
-        if not isinstance(item, tuple) or len(item) != 2:
-            msg = (
-                f"join {step_id!r} needs (key, value) 2-tuples on every side; got "
-                f"{type(item).__name__} {item_repr(item)}. Key the side first with "
-                "op.key_on(...)"
-            )
-            raise ItemTypeError(msg)
-
-
 def _tag_side(step_id: str, side: int) -> Callable[[list[Any]], list[tuple[str, Any]]]:
     """A batch mapper turning ``(key, value)`` into ``(key, (side, value))``."""
 
@@ -118,10 +106,10 @@ def _tag_side(step_id: str, side: int) -> Callable[[list[Any]], list[tuple[str, 
         try:
             tagged = [(key, (side, value)) for key, value in batch]
         except (TypeError, ValueError):
-            _check_pairs(step_id, batch)
+            check_keyed(step_id, batch)
             raise
         if not {type(item) for item in batch} <= {tuple}:
-            _check_pairs(step_id, batch)  # unpacking also accepts lists and 2-char strs
+            check_keyed(step_id, batch)  # unpacking also accepts lists and 2-char strs
         return tagged
 
     return tag_batch

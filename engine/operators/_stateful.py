@@ -16,6 +16,7 @@ from datetime import datetime
 from operator import add as _add
 from typing import Any, Generic, TypeVar
 
+from engine._keyed import check_keyed
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import (
@@ -327,15 +328,9 @@ def _pre_reduce(
             for key, value in batch:
                 prev = get(key, _NO_STATE)
                 acc[key] = value if prev is _NO_STATE else reducer(prev, value)
-        except (TypeError, ValueError) as ex:
-            for item in batch:
-                if type(item) is not tuple or len(item) != 2:
-                    msg = (
-                        f"step {step_id!r} is keyed and needs (key, value) 2-tuples; got "
-                        f"{type(item).__name__} {item_repr(item)}"
-                    )
-                    raise ItemTypeError(msg) from None
-            raise ex
+        except (TypeError, ValueError):
+            check_keyed(step_id, batch)  # a malformed item: raises naming it
+            raise
         return list(acc.items())
 
     return reduce_batch

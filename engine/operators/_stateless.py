@@ -10,6 +10,7 @@ import builtins
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from engine._keyed import check_keyed
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import KeyedStream, flat_map_batch, inspect_debug, output
@@ -61,18 +62,6 @@ def _check_bools(step_id: str, batch: list[Any], flags: list[Any], what: str) ->
             raise ItemTypeError(msg)
 
 
-def _check_pairs(step_id: str, batch: list[Any]) -> None:
-    """Raise ItemTypeError unless every item is a ``(key, value)`` 2-tuple."""
-    for item in batch:
-        if type(item) is not tuple or len(item) != 2:
-            msg = (
-                f"step {step_id!r} needs (key, value) 2-tuples; got "
-                f"{type(item).__name__} {item_repr(item)}. Key the stream first with "
-                "op.key_on(...)"
-            )
-            raise ItemTypeError(msg)
-
-
 @operator
 def map(step_id: str, up: Stream[X], mapper: Callable[[X], Y]) -> Stream[Y]:
     """Transform every item with ``mapper``.
@@ -115,7 +104,7 @@ def map_value(step_id: str, up: KeyedStream[V], mapper: Callable[[V], W]) -> Key
         try:
             return [(k, mapper(v)) for k, v in batch]
         except (TypeError, ValueError):
-            _check_pairs(step, batch)
+            check_keyed(step, batch)
             raise
 
     return flat_map_batch("flat_map_batch", up, map_value_batch)
@@ -166,7 +155,7 @@ def flat_map_value(
         try:
             return [(k, w) for k, v in batch for w in mapper(v)]
         except (TypeError, ValueError):
-            _check_pairs(step, batch)
+            check_keyed(step, batch)
             raise
 
     return flat_map_batch("flat_map_batch", up, flat_map_value_batch)
@@ -245,7 +234,7 @@ def filter_value(
         try:
             flags = [predicate(v) for _, v in batch]
         except (TypeError, ValueError):
-            _check_pairs(step, batch)
+            check_keyed(step, batch)
             raise
         _check_bools(step, batch, flags, "predicate")
         return [kv for kv, keep in zip(batch, flags, strict=True) if keep]
@@ -299,7 +288,7 @@ def filter_map_value(
         try:
             mapped = [(k, mapper(v)) for k, v in batch]
         except (TypeError, ValueError):
-            _check_pairs(step, batch)
+            check_keyed(step, batch)
             raise
         return [(k, w) for k, w in mapped if w is not None]
 
@@ -356,7 +345,7 @@ def key_rm(step_id: str, up: KeyedStream[X]) -> Stream[X]:
         try:
             return [v for _, v in batch]
         except (TypeError, ValueError):
-            _check_pairs(step, batch)
+            check_keyed(step, batch)
             raise
 
     return flat_map_batch("flat_map_batch", up, key_rm_batch)
