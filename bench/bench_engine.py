@@ -23,8 +23,8 @@ import pytest
 
 from bench import flows
 from engine import run_flow
-from engine.benchmarks import machine
 from engine.testing import run_main
+from engine.tools.flows import machine
 
 # -- pytest-benchmark ------------------------------------------------------------------------
 
@@ -135,7 +135,7 @@ def cluster_table(rounds: int, with_bytewax: bool) -> list[str]:
     ]
     # Each worker generates its own partitions' input (GeneratedSource), so shipping a
     # big list of input items to the workers is not part of what is measured.
-    from engine.benchmarks import (
+    from engine.tools.flows import (
         GeneratedSource,
         generated_event,
         generated_int,

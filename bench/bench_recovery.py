@@ -26,8 +26,8 @@ import pytest
 
 import engine.operators as op
 from engine import run_flow
-from engine.benchmarks import CountingSink, GeneratedSource, count_final_flow, words
 from engine.dataflow import Dataflow
+from engine.tools.flows import CountingSink, GeneratedSource, count_final_flow, words
 from recovery import RecoveryConfig, RecoveryStore, init_db_dir, owned_groups
 
 ONE_SECOND = timedelta(seconds=1)

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `shm` importa
 import pytest
 
 from bench._shm_workers import TRANSPORTS, WORKLOADS, Case
-from engine.benchmarks import machine
+from engine.tools.flows import machine
 
 ROUNDS = 3
 

@@ -1,12 +1,12 @@
 """Benchmark flows, their data and baselines: now in the installed package.
 
-They moved to :mod:`engine.benchmarks` so that ``shmflow bench`` works from a plain
+They moved to :mod:`engine.tools.flows` so that ``shmflow bench`` works from a plain
 install; this module re-exports them for the pytest-benchmark suites in ``bench/``.
 """
 
 from __future__ import annotations
 
-from engine.benchmarks import (
+from engine.tools.flows import (
     FLOWS,
     T0,
     CountingSink,

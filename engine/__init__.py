@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine._cluster import ClusterOptions, ClusterStatus, RunSummary, run_flow
+    from engine.runtime.supervisor import ClusterOptions, ClusterStatus, RunSummary, run_flow
 
 __all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
 
@@ -19,7 +19,7 @@ __all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
 def __getattr__(name: str) -> Any:
     # Imported lazily: worker processes import engine modules but never the supervisor.
     if name in __all__:
-        from engine import _cluster
+        from engine.runtime import supervisor as _cluster
 
         return getattr(_cluster, name)
     msg = f"module 'engine' has no attribute {name!r}"

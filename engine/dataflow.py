@@ -1,7 +1,7 @@
 """Defining dataflows: :class:`Dataflow`, :class:`Stream` and the :func:`operator` decorator.
 
 A dataflow is a description, not a running thing: operators called on streams record
-steps into the flow; :func:`engine._plan.compile_plan` turns the recorded core steps into
+steps into the flow; :func:`engine.runtime.plan.compile_plan` turns the recorded core steps into
 the picklable plan that workers execute.
 
 >>> import engine.operators as op

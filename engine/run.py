@@ -238,7 +238,7 @@ def _recovery_config(args: argparse.Namespace) -> RecoveryConfig | None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run a parsed ``run`` command; return the exit status."""
-    from engine._cluster import run_flow
+    from engine.runtime.supervisor import run_flow
 
     recovery_config = _recovery_config(args)
     try:

@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from engine._executor import Worker, WorkerConfig
-from engine._plan import compile_plan
-from engine._recovery import StoreSnapshots, begin_execution
 from engine.dataflow import Dataflow
 from engine.inputs import (
     AbortExecution,
@@ -34,6 +31,10 @@ from engine.inputs import (
     StatelessSourcePartition,
 )
 from engine.outputs import DynamicSink, StatelessSinkPartition
+from engine.runtime.plan import compile_plan
+from engine.runtime.ports import WorkerConfig
+from engine.runtime.snapshots import StoreSnapshots, begin_execution
+from engine.runtime.worker import Worker
 
 __all__ = [
     "TestingSink",
@@ -124,7 +125,7 @@ def cluster_main(
     if proc_id != 0:
         msg = f"proc_id must be 0 on a single machine; got {proc_id!r}"
         raise ValueError(msg)
-    from engine._cluster import run_flow
+    from engine.runtime.supervisor import run_flow
 
     run_flow(
         flow,

@@ -17,10 +17,10 @@ Both print one ``key=sum`` line per key (16 lines); run one with
 from __future__ import annotations
 
 import engine.operators as op
-from engine.benchmarks import ListSource, cpu_work
 from engine.connectors.stdio import StdOutSink
 from engine.dataflow import Dataflow
 from engine.testing import run_main
+from engine.tools.flows import ListSource, cpu_work
 
 #: Items per run (about a second of work for one worker).
 ITEMS = 60_000

@@ -272,17 +272,13 @@ class StatefulKernel:
     user_step_id: str
 
 
-def with_kernel(builder: Callable[..., Any], kernel: StatefulKernel) -> Callable[..., Any]:
-    """Mark ``builder`` as equivalent to ``kernel`` (see :class:`StatefulKernel`)."""
-    builder._shmflow_kernel = kernel  # type: ignore[attr-defined]
-    return builder
-
-
 @operator(_core=True)
 def stateful_batch(
     step_id: str,
     up: KeyedStream[V],
     builder: Callable[[S | None], StatefulBatchLogic[V, W, S]],
+    *,
+    _kernel: StatefulKernel | None = None,
 ) -> KeyedStream[W]:
     """The general keyed stateful operator: one :class:`StatefulBatchLogic` per key.
 
@@ -310,5 +306,9 @@ def stateful_batch(
     [('a', 1), ('b', 5), ('a', 3)]
     """
     _check_callable(f"stateful_batch {step_id!r}", "builder", builder)
-    (down,) = add_core_step("stateful_batch", up.flow(), [up], ["down"], builder=builder)
+    # ``_kernel`` is for the operators of this package only: it tells the plan that
+    # ``builder`` is one of the runtime's batch kernels (see StatefulKernel).
+    (down,) = add_core_step(
+        "stateful_batch", up.flow(), [up], ["down"], builder=builder, kernel=_kernel
+    )
     return down

@@ -25,7 +25,6 @@ from engine.operators._core import (
     StatefulKernel,
     flat_map_batch,
     stateful_batch,
-    with_kernel,
 )
 
 __all__ = [
@@ -229,8 +228,8 @@ def stateful_map(
     def build(resume: S | None) -> _StatefulMapperLogic[V, W, S]:
         return _StatefulMapperLogic(outer, mapper, resume)
 
-    with_kernel(build, StatefulKernel("map", mapper, outer))
-    return stateful_batch("stateful_batch", up, build)
+    kernel = StatefulKernel("map", mapper, outer)
+    return stateful_batch("stateful_batch", up, build, _kernel=kernel)
 
 
 @operator
@@ -364,8 +363,8 @@ def _reduce_stateful(up: KeyedStream[V], reducer: Callable[[V, V], V]) -> KeyedS
     def build(resume: V | None) -> _ReduceLogic[V]:
         return _ReduceLogic(reducer, _NO_STATE if resume is None else resume)
 
-    with_kernel(build, StatefulKernel("fold", reducer, step))
-    return stateful_batch("stateful_batch", partials, build)
+    kernel = StatefulKernel("fold", reducer, step)
+    return stateful_batch("stateful_batch", partials, build, _kernel=kernel)
 
 
 @operator
@@ -426,8 +425,8 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
     def build(resume: int | None) -> _ReduceLogic[int]:
         return _ReduceLogic(_add, _NO_STATE if resume is None else resume)
 
-    with_kernel(build, StatefulKernel("fold", _add, step))
-    return stateful_batch("stateful_batch", partials, build)
+    kernel = StatefulKernel("fold", _add, step)
+    return stateful_batch("stateful_batch", partials, build, _kernel=kernel)
 
 
 def _identity(x: Any) -> Any:

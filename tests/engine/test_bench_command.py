@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from engine import _bench_cli, cli
-from engine.benchmarks import BENCHMARKS, ListSource, queue_baseline
 from engine.testing import run_main
+from engine.tools import bench as _bench_cli
+from engine.tools import cli
+from engine.tools.flows import BENCHMARKS, ListSource, queue_baseline
 
 
 @pytest.mark.timeout(90)
@@ -43,7 +44,7 @@ def test_bench_small_json_has_baselines_and_ratios(capsys: pytest.CaptureFixture
 def test_bytewax_missing_shows_not_installed(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "engine._bytewax_flows", None)
+    monkeypatch.setitem(sys.modules, "engine.tools.bytewax_flows", None)
     assert _bench_cli._bytewax_runner("passthrough", [1, 2]) == (None, "not installed")
     assert cli.main(["bench", "--size", "small", "-w", "1", "--flows", "passthrough", "-q"]) == 0
     out = capsys.readouterr().out

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli
 from engine import run as run_module
+from engine.tools import cli
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWS = Path(__file__).with_name("cluster_flows.py")

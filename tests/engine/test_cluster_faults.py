@@ -22,8 +22,8 @@ import numpy as np
 import psutil
 import pytest
 
-import engine._cluster as cluster_module
 import engine.operators as op
+import engine.runtime.supervisor as cluster_module
 from engine import run_flow
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError

@@ -6,10 +6,15 @@ import cloudpickle
 import pytest
 
 import engine.operators as op
-from engine._plan import EXCHANGE_KEY, EXCHANGE_PARTITION, EXCHANGE_REDISTRIBUTE, compile_plan
 from engine.connectors.files import FileSink
 from engine.dataflow import Dataflow, Stream, operator
 from engine.errors import FlowError
+from engine.runtime.plan import (
+    EXCHANGE_KEY,
+    EXCHANGE_PARTITION,
+    EXCHANGE_REDISTRIBUTE,
+    compile_plan,
+)
 from engine.testing import TestingSink, TestingSource, run_main
 
 
@@ -151,7 +156,7 @@ def test_plan_round_trips_through_cloudpickle() -> None:
     )
     plan = cloudpickle.loads(cloudpickle.dumps(compile_plan(flow)))
     assert [s.step_id for s in plan.steps] == ["f.inp", "f.m.flat_map_batch", "f.out"]
-    mapper = plan.steps[1].config["mapper"]
+    mapper = plan.steps[1].config.mapper  # type: ignore[union-attr]
     assert mapper([1, 2]) == [11, 12]
 
 

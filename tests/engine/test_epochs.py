@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 import engine.operators as op
-from engine._executor import Worker, WorkerConfig
-from engine._plan import compile_plan
-from engine._progress import EOF_FRONTIER, EpochClock, SenderMarks, fold_frontiers
 from engine.dataflow import Dataflow
 from engine.inputs import DynamicSource, StatelessSourcePartition
+from engine.runtime.plan import compile_plan
+from engine.runtime.ports import WorkerConfig
+from engine.runtime.progress import EOF_FRONTIER, EpochClock, SenderMarks, fold_frontiers
+from engine.runtime.worker import Worker
 from engine.testing import TestingSink, TestingSource, run_main
 
 ZERO = timedelta(0)

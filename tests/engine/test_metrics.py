@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from engine import run_flow
-from engine.benchmarks import GeneratedSource, count_final_flow, generated_word
+from engine.tools.flows import GeneratedSource, count_final_flow, generated_word
 from recovery import RecoveryConfig, init_db_dir
 
 

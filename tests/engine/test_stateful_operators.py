@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 import engine.operators as op
-from engine._executor import Worker, WorkerConfig
-from engine._plan import compile_plan
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError
+from engine.runtime.plan import compile_plan
+from engine.runtime.ports import WorkerConfig
+from engine.runtime.worker import Worker
 from engine.testing import TestingSink, TestingSource
 
 ZERO = timedelta(0)

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 import engine.operators as op
-from engine import cli, run_flow
-from engine import tune as tuning
-from engine._summary import RunSummary, WorkerSummary
-from engine.benchmarks import CountingPartitionedSink, CountingSink
+from engine import run_flow
 from engine.connectors.files import FileSink
 from engine.dataflow import Dataflow
+from engine.runtime.summary import RunSummary, WorkerSummary
 from engine.testing import TestingSink, TestingSource, run_main
+from engine.tools import cli
+from engine.tools import tune as tuning
+from engine.tools.flows import CountingPartitionedSink, CountingSink
 from tests.engine.cluster_flows import endless_flow
 
 MULTI_CORE = (os.cpu_count() or 1) >= 2

@@ -1,6 +1,6 @@
 """``shmflow bench``: the built-in benchmark flows against their baselines, in one run.
 
-For each flow of :data:`engine.benchmarks.BENCHMARKS` the command measures, interleaved
+For each flow of :data:`engine.tools.flows.BENCHMARKS` the command measures, interleaved
 over ``--repeat`` rounds, the python-loop and mp.Queue baselines, Bytewax 0.21.1 (when
 installed) and shmflow at each worker count, and prints a table like ``shmflow tune``'s
 with the ratio of shmflow's median items/s to each baseline's.
@@ -37,11 +37,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine._summary import si
-from engine.benchmarks import BENCHMARKS, SIZES, Benchmark, machine, queue_baseline
 from engine.errors import EngineRuntimeError
 from engine.run import UsageError, UsageParser
-from engine.tune import (
+from engine.runtime.summary import si
+from engine.tools.flows import BENCHMARKS, SIZES, Benchmark, machine, queue_baseline
+from engine.tools.tune import (
     RATE_NOTE,
     CountFigures,
     Recommendation,
@@ -132,7 +132,7 @@ def _seconds(fn: Callable[[], Any]) -> float:
 
 def _bytewax_runner(name: str, items: list[Any]) -> tuple[Callable[[], Any] | None, str]:
     try:
-        from engine._bytewax_flows import BENCHMARK_RUNNERS
+        from engine.tools.bytewax_flows import BENCHMARK_RUNNERS
     except ImportError:
         return None, "not installed"
     return BENCHMARK_RUNNERS[name](items), "ok"

@@ -1,8 +1,8 @@
 """The ``shmflow`` command: ``shmflow run|tune|bench|recovery ...``.
 
-``shmflow run`` is ``python -m engine.run``; ``shmflow tune`` is :mod:`engine.tune`
+``shmflow run`` is ``python -m engine.run``; ``shmflow tune`` is :mod:`engine.tools.tune`
 (run a flow at several worker counts, recommend one); ``shmflow bench`` runs the built-in
-flows of :mod:`engine.benchmarks` against their baselines; ``shmflow recovery`` is
+flows of :mod:`engine.tools.flows` against their baselines; ``shmflow recovery`` is
 ``python -m recovery`` (init, inspect, gc and verify a recovery store).
 """
 
@@ -37,11 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "run":
         return run_command.main(rest, prog="shmflow run")
     if command == "tune":
-        from engine import tune
+        from engine.tools import tune
 
         return tune.main(rest, prog="shmflow tune")
     if command == "bench":
-        from engine import _bench_cli
+        from engine.tools import bench as _bench_cli
 
         return _bench_cli.main(rest, prog="shmflow bench")
     if command == "recovery":

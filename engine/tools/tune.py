@@ -67,8 +67,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine._summary import RunSummary, si
-from engine.benchmarks import CountingPartitionedSink, CountingSink
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError
 from engine.inputs import FixedPartitionedSource
@@ -81,6 +79,8 @@ from engine.run import (
     parse_interval,
     whole_number,
 )
+from engine.runtime.summary import RunSummary, si
+from engine.tools.flows import CountingPartitionedSink, CountingSink
 
 __all__ = [
     "DRY_SINKS_NOTE",
@@ -304,14 +304,14 @@ def input_limit(flow: Dataflow, step_id: str | None) -> InputLimit | None:
     partition per worker), or cannot be found.
 
     >>> import engine.operators as op
-    >>> from engine.benchmarks import CountingSink, ListSource
+    >>> from engine.tools.flows import CountingSink, ListSource
     >>> flow = Dataflow("f")
     >>> nums = op.map("work", op.input("inp", flow, ListSource([1, 2], 1)), abs)
     >>> op.output("out", nums, CountingSink())
     >>> input_limit(flow, "f.work.flat_map_batch")
     InputLimit(workers=1, step_id='work', partitions=1)
     """
-    from engine._plan import compile_plan
+    from engine.runtime.plan import compile_plan
 
     plan = compile_plan(flow)
     by_id = {step.step_id: step for step in plan.steps}
@@ -328,7 +328,7 @@ def input_limit(flow: Dataflow, step_id: str | None) -> InputLimit | None:
         todo.extend(plan.producer(up) for up in step.ups)
     partitions = 0
     for sid in upstream:
-        source = by_id[sid].config.get("source") if by_id[sid].kind == "input" else None
+        source = getattr(by_id[sid].config, "source", None)
         if source is None:
             continue
         if not isinstance(source, FixedPartitionedSource):
@@ -396,7 +396,7 @@ def measure_run(
     epoch_interval: timedelta | None = None,
 ) -> Run:
     """Run ``flow`` once on ``workers`` workers; stop it after ``duration`` if given."""
-    from engine._cluster import run_flow
+    from engine.runtime.supervisor import run_flow
 
     statuses: list[tuple[float, float]] = []
     stop = threading.Event()

@@ -11,7 +11,7 @@ in the same run:
   on it (the classic way to move batches between processes; start-up not timed).
 
 Bytewax 0.21.1 runs the same flows when it is installed (``pip install 'shmflow[bench]'``,
-see :mod:`engine._bytewax_flows`).
+see :mod:`engine.tools.bytewax_flows`).
 
 The flows (:data:`BENCHMARKS`, by name):
 

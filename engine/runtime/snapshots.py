@@ -4,7 +4,7 @@ Supervisor side (:func:`begin_execution`): take the store's execution lock, chec
 flow fingerprint, record the execution (id = previous + 1) and learn the resume epoch,
 all before any worker starts.
 
-Worker side (:class:`StoreSnapshots`): a :class:`~engine._executor.SnapshotRecorder`
+Worker side (:class:`StoreSnapshots`): a :class:`~engine.runtime.ports.SnapshotRecorder`
 that loads this worker's share of state (its key groups, its partitions: any worker
 count works, which is what rescaling is) and, whenever the worker frontier advances,
 writes the snapshots of the closed epochs plus the frontier in ONE transaction. The
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from engine._plan import Plan
-from engine._progress import EOF_FRONTIER
+from engine.runtime.plan import Plan
+from engine.runtime.progress import EOF_FRONTIER
 from recovery import (
     Execution,
     RecoveryConfig,

@@ -1,4 +1,4 @@
-"""The benchmark flows of :mod:`engine.benchmarks`, on Bytewax 0.21.1, for comparison.
+"""The benchmark flows of :mod:`engine.tools.flows`, on Bytewax 0.21.1, for comparison.
 
 Importing this module imports Bytewax: import it only when Bytewax is wanted, and treat
 ``ImportError`` as "not installed" (``pip install 'shmflow[bench]'`` installs it). The
@@ -19,7 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
-from engine import benchmarks as flows
+from engine.tools import flows
 
 __all__ = ["BENCHMARK_RUNNERS", "RUNNERS"]
 
@@ -132,7 +132,7 @@ RUNNERS: dict[str, Callable[[Any], Callable[[], None]]] = {
     "wordcount_stateful_map": _runner(stateful_map),
     "window_sum": _runner(window),
 }
-"""Names of :data:`engine.benchmarks.FLOWS` -> prepare(items) -> run()."""
+"""Names of :data:`engine.tools.flows.FLOWS` -> prepare(items) -> run()."""
 
 BENCHMARK_RUNNERS: dict[str, Callable[[Any], Callable[[], None]]] = {
     "passthrough": _runner(passthrough),
@@ -141,4 +141,4 @@ BENCHMARK_RUNNERS: dict[str, Callable[[Any], Callable[[], None]]] = {
     "cpu": _runner(cpu),
     "numpy": _runner(numpy_sum),
 }
-"""Names of :data:`engine.benchmarks.BENCHMARKS` -> prepare(items) -> run()."""
+"""Names of :data:`engine.tools.flows.BENCHMARKS` -> prepare(items) -> run()."""

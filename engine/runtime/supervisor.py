@@ -6,7 +6,7 @@ Lifecycle of :func:`run_flow`:
    process or segment exists, naming the step and the object);
 2. create every segment (a ring per ordered worker pair, the counter block) -- the
    supervisor owns them and unlinks them in every exit path;
-3. start N workers as fresh interpreters (see :mod:`engine._worker_main`) and send each
+3. start N workers as fresh interpreters (see :mod:`engine.runtime.worker_main`) and send each
    its bootstrap over a private socket;
 4. wait on worker exits (pidfds), control connections and a wakeup pipe in one
    ``multiprocessing.connection.wait``; relay sink items and inspector calls to the
@@ -34,15 +34,15 @@ from typing import Any
 import cloudpickle
 import psutil
 
-from engine._metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
-from engine._plan import Plan, PlanStep, compile_plan
-from engine._progress import EOF_FRONTIER, FIRST_EPOCH
-from engine._recovery import ExecutionInfo, begin_execution
-from engine._summary import ClusterStatus, RunSummary, summarize
-from engine._worker_main import Bootstrap, RelayChannel
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
 from engine.outputs import DynamicSink, StatelessSinkPartition
+from engine.runtime.metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
+from engine.runtime.plan import InspectConfig, OutputConfig, Plan, PlanStep, compile_plan
+from engine.runtime.progress import EOF_FRONTIER, FIRST_EPOCH
+from engine.runtime.snapshots import ExecutionInfo, begin_execution
+from engine.runtime.summary import ClusterStatus, RunSummary, summarize
+from engine.runtime.worker_main import Bootstrap, RelayChannel
 from engine.testing import TestingSink, TestingSource, epoch_interval_seconds
 from recovery import RecoveryStore
 from shm import Counters, Ring, cleanup_stale, new_run_id
@@ -132,21 +132,21 @@ def _with_relays(plan: Plan) -> tuple[Plan, dict[int, Callable[[list[Any], int],
     handlers: dict[int, Callable[[list[Any], int], None]] = {}
     steps = []
     for step in plan.steps:
-        config = dict(step.config)
-        if step.kind == "output" and isinstance(config["sink"], TestingSink):
-            handlers[step.index] = _extender(config["sink"]._items)
-            config["sink"] = _RelaySink(step.index)
-        elif step.kind == "inspect_debug":
-            inspector, step_id = config["inspector"], step.step_id
+        config = step.config
+        if isinstance(config, OutputConfig) and isinstance(config.sink, TestingSink):
+            handlers[step.index] = _extender(config.sink._items)
+            step = step.with_config(sink=_RelaySink(step.index))
+        elif isinstance(config, InspectConfig):
+            inspector, step_id = config.inspector, step.step_id
 
             def replay(calls: list[Any], worker: int, fn: Any = inspector, sid: str = step_id):
                 for item, epoch in calls:
                     fn(sid, item, epoch, worker)
 
             handlers[step.index] = replay
-            config["inspector"] = _RelayInspector(step.index)
-        steps.append(dataclasses.replace(step, config=config))
-    return dataclasses.replace(plan, steps=tuple(steps)), handlers
+            step = step.with_config(inspector=_RelayInspector(step.index))
+        steps.append(step)
+    return plan.with_steps(tuple(steps)), handlers
 
 
 def _pickle_plan(plan: Plan) -> bytes:
@@ -171,7 +171,7 @@ def _pickle_plan(plan: Plan) -> bytes:
 
 def _find_unpicklable(plan: Plan) -> tuple[PlanStep, str, Any] | None:
     for step in plan.steps:
-        for name, value in step.config.items():
+        for name, value in vars(step.config).items():
             try:
                 cloudpickle.dumps(value)
             except Exception:
@@ -183,7 +183,9 @@ def _find_unpicklable(plan: Plan) -> tuple[PlanStep, str, Any] | None:
 
 
 #: Worker processes run this (not ``-m``: the module must keep its one import identity).
-_WORKER_COMMAND = "import sys; from engine._worker_main import run_and_exit; run_and_exit(sys.argv)"
+_WORKER_COMMAND = (
+    "import sys; from engine.runtime.worker_main import run_and_exit; run_and_exit(sys.argv)"
+)
 
 
 @dataclass
@@ -442,7 +444,7 @@ class _Cluster:
     def _mark_abort_triggered(self, step_index: int, marker_index: int | None) -> None:
         """A worker's TestingSource.ABORT fired: mark the caller's marker, so the next
         execution skips it as it would in-process."""
-        source = self.plan.steps[step_index].config.get("source")
+        source = getattr(self.plan.steps[step_index].config, "source", None)
         items = getattr(source, "_items", None)
         if marker_index is None or not isinstance(items, list) or marker_index >= len(items):
             return

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine._metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, StepSlot, WorkerSlot
-from engine._progress import EOF_FRONTIER
+from engine.runtime.metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, StepSlot, WorkerSlot
+from engine.runtime.progress import EOF_FRONTIER
 
 __all__ = [
     "SUMMARY_SCHEMA",

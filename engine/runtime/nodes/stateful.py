@@ -14,18 +14,16 @@ import heapq
 import math
 import operator
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine._keyed import check_keyed, group_by_key
-from engine._nodes import TOMBSTONE, EpochBuffer, Node, as_timestamp
-from engine._plan import PlanStep
-from engine._progress import EOF_FRONTIER
 from engine.errors import ItemTypeError
 from engine.operators._core import StatefulBatchLogic
 from engine.operators._stateful import mapper_result_error
-
-if TYPE_CHECKING:
-    from engine._executor import Worker
+from engine.runtime.nodes.base import EpochBuffer, Node, NodeContext, as_timestamp
+from engine.runtime.plan import PlanStep, StatefulBatchConfig
+from engine.runtime.progress import EOF_FRONTIER
+from recovery import TOMBSTONE
 
 __all__ = ["FoldKernelNode", "MapKernelNode", "StatefulNode"]
 
@@ -33,9 +31,12 @@ __all__ = ["FoldKernelNode", "MapKernelNode", "StatefulNode"]
 class StatefulNode(Node):
     """``stateful_batch``: one logic per key, epoch-ordered, snapshots at epoch close."""
 
-    def __init__(self, step: PlanStep, worker: Worker) -> None:
-        super().__init__(step, worker)
-        self.builder = step.config["builder"]
+    def __init__(self, step: PlanStep, ctx: NodeContext) -> None:
+        super().__init__(step, ctx)
+        config = step.config
+        assert isinstance(config, StatefulBatchConfig)
+        self.builder = config.builder
+        self.kernel = config.kernel
         self.logics: dict[str, StatefulBatchLogic[Any, Any, Any]] = {}
         self.touched: set[str] = set()
         self.timers: dict[str, float] = {}
@@ -86,10 +87,10 @@ class StatefulNode(Node):
 
     def open(self) -> None:
         """Rebuild every key this worker resumes, so timers and EOF reach them too."""
-        epoch = self.worker.config.first_epoch
+        epoch = self.ctx.config.first_epoch
         key = ""
         try:
-            for key, state in self.worker.snapshots.resume_states(self.step_id).items():
+            for key, state in self.ctx.snapshots.resume_states(self.step_id).items():
                 self.restore(key, state)
         except Exception as ex:
             raise self.failure(epoch, ex, f"while resuming key {key!r}") from ex
@@ -127,7 +128,7 @@ class StatefulNode(Node):
     def wake(self, wall_now: float) -> bool:
         if self.next_wake() > wall_now:
             return False
-        epoch = self.frontier if self.frontier != EOF_FRONTIER else self.worker.epoch
+        epoch = self.frontier if self.frontier != EOF_FRONTIER else self.ctx.epoch
         due = []
         while self.timer_heap and self.timer_heap[0][0] <= wall_now:
             at, key = heapq.heappop(self.timer_heap)
@@ -163,7 +164,7 @@ class StatefulNode(Node):
         if frontier == EOF_FRONTIER:
             last = max(old, self.frontier)
             self.frontier = last
-            self.wake(self.worker.config.wall_now())  # timers already due fire before EOF
+            self.wake(self.ctx.config.wall_now())  # timers already due fire before EOF
             self.upstream_eof(last)
             self._snapshot(last)
         else:
@@ -191,7 +192,7 @@ class StatefulNode(Node):
     def _snapshot(self, epoch: int) -> None:
         if not self.touched:
             return
-        snapshots = self.worker.snapshots
+        snapshots = self.ctx.snapshots
         key = ""
         try:
             for key in sorted(self.touched):
@@ -212,9 +213,10 @@ class MapKernelNode(StatefulNode):
     key (a ``None`` state discards the key), at a fraction of the per-key cost.
     """
 
-    def __init__(self, step: PlanStep, worker: Worker) -> None:
-        super().__init__(step, worker)
-        kernel = self.builder._shmflow_kernel
+    def __init__(self, step: PlanStep, ctx: NodeContext) -> None:
+        super().__init__(step, ctx)
+        kernel = self.kernel
+        assert kernel is not None
         self.mapper = kernel.fn
         self.user_step_id = kernel.user_step_id
         self.states: dict[str, Any] = {}
@@ -276,13 +278,14 @@ class FoldKernelNode(StatefulNode):
     sorted key order and discards itself.
     """
 
-    def __init__(self, step: PlanStep, worker: Worker) -> None:
-        super().__init__(step, worker)
-        self.reducer = self.builder._shmflow_kernel.fn
+    def __init__(self, step: PlanStep, ctx: NodeContext) -> None:
+        super().__init__(step, ctx)
+        assert self.kernel is not None
+        self.reducer = self.kernel.fn
         self.states: dict[str, Any] = {}
         #: With several workers, partial results per epoch are combined here and sent
         #: once per key and epoch (at epoch close) instead of once per key and batch.
-        self.combine = worker.config.worker_count > 1
+        self.combine = ctx.config.worker_count > 1
         self.partials: dict[int, dict[str, Any]] = {}
 
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:

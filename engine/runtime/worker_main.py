@@ -26,10 +26,11 @@ from typing import Any
 
 import cloudpickle
 
-from engine._executor import Worker, WorkerConfig
-from engine._metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
-from engine._recovery import ExecutionInfo, StoreSnapshots
 from engine.errors import EngineRuntimeError
+from engine.runtime.metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
+from engine.runtime.ports import WorkerConfig
+from engine.runtime.snapshots import ExecutionInfo, StoreSnapshots
+from engine.runtime.worker import Worker
 from recovery import DEFAULT_KEY_GROUPS
 from shm import Counters, Ring, RingSpec
 
@@ -197,7 +198,7 @@ def _run(conn: Connection) -> bool:
     worker: Worker | None = None
     snapshots: StoreSnapshots | None = None
     try:
-        from engine._exchange import RingExchange
+        from engine.runtime.exchange import RingExchange
 
         plan = cloudpickle.loads(boot.plan)
         info = boot.execution

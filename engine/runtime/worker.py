@@ -1,6 +1,6 @@
-"""The executor: runs a :class:`~engine._plan.Plan` as one worker of a cluster of N.
+"""The executor: runs a :class:`~engine.runtime.plan.Plan` as one worker of a cluster of N.
 
-Each core step becomes a node (:mod:`engine._nodes`, :mod:`engine._stateful_nodes`).
+Each core step becomes a node (:mod:`engine.runtime.nodes`).
 Batches are pushed synchronously from the inputs through the nodes; every batch carries
 its epoch. After every round the worker recomputes each node's frontier in topological
 order and tells nodes whose frontier advanced, so they can close epochs (snapshot
@@ -16,41 +16,31 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import Any, Protocol
+from typing import Any
 
-from engine._nodes import (
-    TOMBSTONE,
+from engine.errors import EngineRuntimeError
+from engine.runtime.nodes.base import ExecutionAborted, Node, NodeContext, StepStats
+from engine.runtime.nodes.io import InputNode, OutputNode
+from engine.runtime.nodes.stateful import FoldKernelNode, MapKernelNode, StatefulNode
+from engine.runtime.nodes.stateless import (
     BranchNode,
-    ExecutionAborted,
     FlatMapBatchNode,
-    InputNode,
     InspectNode,
-    Node,
-    OutputNode,
     PassNode,
     RedistributeNode,
-    StepStats,
-    owned_parts,
 )
-from engine._plan import Plan, PlanStep
-from engine._progress import EOF_FRONTIER, FIRST_EPOCH, EpochClock, fold_frontiers
-from engine._stateful_nodes import FoldKernelNode, MapKernelNode, StatefulNode
-from engine.errors import EngineRuntimeError
+from engine.runtime.plan import Plan, PlanStep, StatefulBatchConfig, StepKind
+from engine.runtime.ports import (
+    Exchange,
+    LocalExchange,
+    NullSnapshots,
+    SnapshotRecorder,
+    WorkerConfig,
+)
+from engine.runtime.progress import EOF_FRONTIER, EpochClock, fold_frontiers
 
-__all__ = [
-    "TOMBSTONE",
-    "Exchange",
-    "ExecutionAborted",
-    "LocalExchange",
-    "NullSnapshots",
-    "SnapshotRecorder",
-    "StepStats",
-    "Worker",
-    "WorkerConfig",
-    "owned_parts",
-]
+__all__ = ["ExecutionAborted", "StepStats", "Worker", "node_type"]
 
 #: Upper bound on one idle sleep, so the worker stays responsive to its environment.
 MAX_IDLE_SLEEP_S = 0.05
@@ -58,109 +48,25 @@ MAX_IDLE_SLEEP_S = 0.05
 MIN_IDLE_SLEEP_S = 0.00005
 
 
-class SnapshotRecorder(Protocol):
-    """Where snapshots go (the recovery store, or nowhere) and where resumes come from."""
-
-    def resume_state(self, step_id: str, key: str) -> Any:
-        """The state to resume partition ``key`` (of a source or sink) of ``step_id``."""
-
-    def resume_states(self, step_id: str) -> dict[str, Any]:
-        """Every key state of a stateful step owned by this worker, to rebuild up front."""
-
-    def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
-        """Remember the state of (step, key) at the close of ``epoch``."""
-
-    def record_partition(self, step_id: str, name: str, epoch: int, state: Any) -> None:
-        """Remember the resume state of a source or sink partition at ``epoch``."""
-
-    def commit(self, frontier: int, epoch: int) -> None:
-        """Everything before ``frontier`` is recorded; make it durable (``epoch`` is the
-        worker's current epoch, for the durable frontier at EOF)."""
-
-
-class NullSnapshots:
-    """Snapshots are taken (so user ``snapshot()`` code runs) but not kept."""
-
-    def resume_state(self, step_id: str, key: str) -> Any:
-        return None
-
-    def resume_states(self, step_id: str) -> dict[str, Any]:
-        return {}
-
-    def record(self, step_id: str, key: str, epoch: int, state: Any) -> None:
-        pass
-
-    def record_partition(self, step_id: str, name: str, epoch: int, state: Any) -> None:
-        pass
-
-    def commit(self, frontier: int, epoch: int) -> None:
-        pass
-
-
-class Exchange(Protocol):
-    """Moves batches between workers at exchange points."""
-
-    def route(self, step: PlanStep, epoch: int, batch: list[Any]) -> list[Any]:
-        """Send the items of ``batch`` owned by other workers; return this worker's share."""
-
-    def remote_frontier(self, step: PlanStep) -> int:
-        """The oldest epoch other workers may still send to ``step`` (EOF if none)."""
-
-    def close_epochs(self, step: PlanStep, frontier: int) -> None:
-        """This worker will route nothing more to ``step`` before ``frontier``."""
-
-    def receive(self, worker: Worker) -> bool:
-        """Deliver batches and marks other workers sent; return whether any arrived."""
-
-
-class LocalExchange:
-    """The exchange of a one-worker run: everything stays here."""
-
-    def route(self, step: PlanStep, epoch: int, batch: list[Any]) -> list[Any]:
-        return batch
-
-    def remote_frontier(self, step: PlanStep) -> int:
-        return EOF_FRONTIER
-
-    def close_epochs(self, step: PlanStep, frontier: int) -> None:
-        pass
-
-    def receive(self, worker: Worker) -> bool:
-        return False
-
-
-@dataclass
-class WorkerConfig:
-    """What a worker needs to know about the run it belongs to."""
-
-    worker_index: int = 0
-    worker_count: int = 1
-    epoch_interval_s: float = 10.0
-    #: Monotonic time epochs are counted from (shared by all workers of a run).
-    start: float = field(default_factory=time.monotonic)
-    first_epoch: int = FIRST_EPOCH
-    #: Wall clock (UTC, seconds) used for notify timers and awake times.
-    wall_now: Callable[[], float] = time.time
-
-
-NODE_TYPES: dict[str, type[Node]] = {
-    "input": InputNode,
-    "output": OutputNode,
-    "flat_map_batch": FlatMapBatchNode,
-    "stateful_batch": StatefulNode,  # or a kernel variant, see _node_for
-    "branch": BranchNode,
-    "merge": PassNode,
-    "redistribute": RedistributeNode,
-    "inspect_debug": InspectNode,
+NODE_TYPES: dict[StepKind, type[Node]] = {
+    StepKind.INPUT: InputNode,
+    StepKind.OUTPUT: OutputNode,
+    StepKind.FLAT_MAP_BATCH: FlatMapBatchNode,
+    StepKind.STATEFUL_BATCH: StatefulNode,  # or a kernel variant, see node_type
+    StepKind.BRANCH: BranchNode,
+    StepKind.MERGE: PassNode,
+    StepKind.REDISTRIBUTE: RedistributeNode,
+    StepKind.INSPECT_DEBUG: InspectNode,
 }
+
+KERNEL_NODE_TYPES: dict[str, type[Node]] = {"map": MapKernelNode, "fold": FoldKernelNode}
 
 
 def node_type(step: PlanStep) -> type[Node]:
-    """The node class running ``step``: kernels for operators that declare one."""
-    if step.kind == "stateful_batch":
-        kernel = getattr(step.config["builder"], "_shmflow_kernel", None)
-        if kernel is not None:
-            return {"map": MapKernelNode, "fold": FoldKernelNode}[kernel.kind]
+    """The node class running ``step``: a batch kernel where the plan names one."""
+    config = step.config
+    if isinstance(config, StatefulBatchConfig) and config.kernel is not None:
+        return KERNEL_NODE_TYPES[config.kernel.kind]
     return NODE_TYPES[step.kind]
 
 
@@ -187,7 +93,15 @@ class Worker:
         self.clock = EpochClock(
             self.config.start, self.config.epoch_interval_s, self.config.first_epoch
         )
-        self.epoch = self.config.first_epoch
+        #: What the nodes see of this worker (they never see the worker itself).
+        self.context = NodeContext(
+            config=self.config,
+            clock=self.clock,
+            exchange=self.exchange,
+            snapshots=self.snapshots,
+            epoch=self.config.first_epoch,
+        )
+        self.counters = self.context.counters
         self._sleep = sleep
         self._monotonic = monotonic
         self._on_round = on_round
@@ -195,7 +109,7 @@ class Worker:
         self._on_ready = on_ready
         #: Consecutive idle rounds; idle sleeps grow with it (short waits stay cheap).
         self._idle_rounds = 0
-        self.nodes = [node_type(s)(s, self) for s in plan.steps]
+        self.nodes = [node_type(s)(s, self.context) for s in plan.steps]
         self.inputs = [n for n in self.nodes if isinstance(n, InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0
@@ -211,11 +125,6 @@ class Worker:
         self.epochs_closed = 0
         self.close_lag_ns_total = 0
         self.close_lag_ns_max = 0
-        #: Where to record the plan index + 1 of the step running now (stall reports).
-        self.step_gauge: Any = None
-        #: Items read from this worker's input partitions / written to its sinks.
-        self.items_in = 0
-        self.items_out = 0
         self._wire()
         #: Oldest epoch any point of this worker may still see; published after commits.
         self.frontier = self.config.first_epoch
@@ -230,6 +139,41 @@ class Worker:
                 producer, down_index = by_stream[stream_id]
                 producer.downstream[down_index].append((node, port))
                 node.producers.append(producer)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch this worker is in (inputs tag what they read with it)."""
+        return self.context.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self.context.epoch = epoch
+
+    @property
+    def items_in(self) -> int:
+        """Items read from this worker's input partitions."""
+        return self.counters.items_in
+
+    @property
+    def items_out(self) -> int:
+        """Items written to this worker's sinks."""
+        return self.counters.items_out
+
+    @property
+    def step_gauge(self) -> Any:
+        """Where nodes record the plan index + 1 of the step running now (or None)."""
+        return self.counters.step_gauge
+
+    @step_gauge.setter
+    def step_gauge(self, gauge: Any) -> None:
+        self.counters.step_gauge = gauge
+
+    def deliver(self, step_index: int, epoch: int, items: list[Any]) -> None:
+        """Hand items another worker routed here to the exchange step ``step_index``."""
+        node = self.nodes[step_index]
+        node.items_in += len(items)
+        node.batches += 1
+        node.timed(node.deliver, epoch, items)
 
     def node(self, step_id: str) -> Node:
         """The running node of a core step."""
@@ -291,7 +235,7 @@ class Worker:
                     self.epoch += 1
                     self._input_cursor = (self._input_cursor + offset + 1) % count
                     break
-        if self.exchange.receive(self):
+        if self.exchange.receive(self.deliver):
             busy = True
         for node in self.nodes:
             if node.next_wake() <= wall_now and node.timed(node.wake, wall_now):
@@ -311,17 +255,16 @@ class Worker:
         return self.epoch if node.live else EOF_FRONTIER
 
     def advance_progress(self) -> None:
-        """Recompute frontiers in topological order; notify nodes that advanced."""
+        """Walk the nodes in topological order: compute each one's input frontier, close
+        epochs at exchange points, and let nodes whose frontier moved advance."""
         for node in self.nodes:
             if isinstance(node, InputNode):
                 frontier = self.input_frontier(node)
             else:
                 frontier = node.upstream_frontier()
                 if node.step.exchange is not None:
-                    local = frontier
-                    node.timed(node.before_marks, local)
-                    self.exchange.close_epochs(node.step, local)
-                    frontier = min(local, self.exchange.remote_frontier(node.step))
+                    self._close_exchange_epochs(node, frontier)
+                    frontier = min(frontier, self.exchange.remote_frontier(node.step))
             if frontier > node.frontier:
                 node.timed(node.advance, frontier)
         worker_frontier = fold_frontiers(n.frontier for n in self.nodes)
@@ -351,6 +294,13 @@ class Worker:
             self.frontier = worker_frontier
             if self._on_frontier is not None:
                 self._on_frontier(worker_frontier)
+
+    def _close_exchange_epochs(self, node: Node, local_frontier: int) -> None:
+        """This worker's input to exchange step ``node`` reached ``local_frontier``: let
+        the node send what it held back (pre-aggregated partials), then send the
+        end-of-epoch marks after it. Frontiers themselves are computed without sending."""
+        node.timed(node.before_marks, local_frontier)
+        self.exchange.close_epochs(node.step, local_frontier)
 
     def _idle(self, now: float, wall_now: float) -> None:
         wake_at = min((n.next_wake() for n in self.nodes), default=math.inf)

@@ -9,7 +9,7 @@ one exchange step, tagged with (kind, step index, epoch):
 
 Rings are FIFO, so a mark arrives after the data it closes. A step's input frontier on
 the receiving worker is the minimum over senders of their marks (see
-:class:`~engine._progress.SenderMarks`).
+:class:`~engine.runtime.progress.SenderMarks`).
 
 Backpressure: a full ring makes the sender wait; while it waits it keeps reading its own
 inbound rings into a backlog, so two workers sending to each other never deadlock.
@@ -21,17 +21,22 @@ import pickle
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine._keyed import check_keyed
-from engine._plan import EXCHANGE_KEY, EXCHANGE_PARTITION, EXCHANGE_REDISTRIBUTE, Plan, PlanStep
-from engine._progress import EOF_FRONTIER, SenderMarks
 from engine.errors import EngineRuntimeError, item_repr
+from engine.runtime.plan import (
+    EXCHANGE_KEY,
+    EXCHANGE_PARTITION,
+    EXCHANGE_REDISTRIBUTE,
+    OutputConfig,
+    Plan,
+    PlanStep,
+)
+from engine.runtime.ports import Deliver
+from engine.runtime.progress import EOF_FRONTIER, SenderMarks
 from recovery import DEFAULT_KEY_GROUPS, group_owner, key_group
 from shm import FrameTooLarge, Ring, WouldBlock
-
-if TYPE_CHECKING:
-    from engine._executor import Worker
 
 __all__ = [
     "KIND_DATA",
@@ -161,7 +166,9 @@ class RingExchange:
 
             return key_owner
         if step.exchange == EXCHANGE_PARTITION:
-            sink = step.config["sink"]
+            config = step.config
+            assert isinstance(config, OutputConfig)
+            sink = config.sink
             count = self.partition_counts.get(step.index)
             if count is None:
                 count = self.partition_counts[step.index] = len(sink.list_parts())
@@ -275,12 +282,12 @@ class RingExchange:
                     break
                 self.backlog.append((sender, tag, items))
 
-    def receive(self, worker: Worker) -> bool:
+    def receive(self, deliver: Deliver) -> bool:
         """Deliver what peers sent; return whether anything arrived."""
         busy = False
         while self.backlog:
             busy = True
-            self._dispatch(worker, *self.backlog.popleft())
+            self._dispatch(deliver, *self.backlog.popleft())
         for sender, ring in self.inbound.items():
             for _ in range(FRAMES_PER_RING_PER_ROUND):
                 if not ring.has_data():
@@ -290,17 +297,14 @@ class RingExchange:
                 except WouldBlock:
                     break
                 busy = True
-                self._dispatch(worker, sender, tag, items)
+                self._dispatch(deliver, sender, tag, items)
         return busy
 
-    def _dispatch(self, worker: Worker, sender: int, tag: int, items: list[Any]) -> None:
+    def _dispatch(self, deliver: Deliver, sender: int, tag: int, items: list[Any]) -> None:
         kind, step_index, epoch = decode_tag(tag)
         if kind == KIND_DATA:
             self.items_received += len(items)
-            node = worker.nodes[step_index]
-            node.items_in += len(items)
-            node.batches += 1
-            node.timed(node.deliver, epoch, items)
+            deliver(step_index, epoch, items)
         elif kind == KIND_MARK:
             self.marks[step_index].close(sender, epoch)
         elif kind == KIND_EOF:
