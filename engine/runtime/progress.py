@@ -11,6 +11,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+# The first epoch of a fresh run is the recovery store's, re-exported here for the runtime.
+from recovery import FIRST_EPOCH
+
 __all__ = [
     "EOF_FRONTIER",
     "FIRST_EPOCH",
@@ -19,8 +22,6 @@ __all__ = [
     "fold_frontiers",
 ]
 
-#: The first epoch of a fresh run.
-FIRST_EPOCH = 1
 #: Frontier value meaning "no more data will ever come" (EOF). Fits an int64 slot.
 EOF_FRONTIER = 2**62
 

@@ -38,25 +38,31 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.errors import EngineRuntimeError
-from engine.run import UsageError, UsageParser
 from engine.runtime.summary import si
-from engine.tools.flows import BENCHMARKS, SIZES, Benchmark, machine, queue_baseline
-from engine.tools.tune import (
-    RATE_NOTE,
-    CountFigures,
-    Recommendation,
-    Run,
-    default_worker_counts,
-    fold_runs,
-    measure_run,
+from engine.tools.args import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    UsageParser,
     parse_repeat,
+)
+from engine.tools.flows import BENCHMARKS, SIZES, Benchmark, machine, queue_baseline
+from engine.tools.tune.measure import CountFigures, Run, fold_runs, measure_run
+from engine.tools.tune.recommend import (
+    Recommendation,
+    default_worker_counts,
     parse_worker_counts,
-    progress_printer,
     recommend,
+    workers_text,
+)
+from engine.tools.tune.report import (
+    RATE_NOTE,
+    progress_printer,
     render_table,
     row_cells,
+    row_document,
     table_header,
-    workers_text,
 )
 
 __all__ = ["BENCH_SCHEMA_VERSION", "FlowResult", "main", "run_benchmark"]
@@ -70,10 +76,6 @@ BASELINES = {
     "mp_queue": ("vs mp.Queue", "mp.Queue, 2 processes"),
     "bytewax": ("vs Bytewax", "Bytewax 0.21.1, 1 worker"),
 }
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -119,7 +121,7 @@ class FlowResult:
             "description": self.benchmark.description,
             "items": self.items,
             "baselines": baselines,
-            "results": [{**row.as_json(), "ratios": self.ratios(row)} for row in self.rows],
+            "results": [{**row_document(row), "ratios": self.ratios(row)} for row in self.rows],
             "recommendation": asdict(self.recommendation),
         }
 
@@ -225,7 +227,7 @@ def build_parser(prog: str = "shmflow bench") -> argparse.ArgumentParser:
         default="full",
         help="small: a few seconds in all; full: millions of items (default)",
     )
-    parser.add_argument("-r", "--repeat", type=parse_repeat, default=1, help="rounds (default 1)")
+    parser.add_argument("--repeat", type=parse_repeat, default=1, help="rounds (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON document only")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return parser

@@ -1,9 +1,10 @@
 """The ``shmflow`` command: ``shmflow run|tune|bench|recovery ...``.
 
-``shmflow run`` is ``python -m engine.run``; ``shmflow tune`` is :mod:`engine.tools.tune`
-(run a flow at several worker counts, recommend one); ``shmflow bench`` runs the built-in
-flows of :mod:`engine.tools.flows` against their baselines; ``shmflow recovery`` is
-``python -m recovery`` (init, inspect, gc and verify a recovery store).
+``shmflow run`` is ``python -m engine.run`` (:mod:`engine.tools.run`); ``shmflow tune`` is
+:mod:`engine.tools.tune` (run a flow at several worker counts, recommend one); ``shmflow
+bench`` runs the built-in flows of :mod:`engine.tools.flows` against their baselines;
+``shmflow recovery`` is ``python -m recovery`` (init, inspect, gc and verify a recovery
+store). The shared options and exit statuses are in :mod:`engine.tools.args`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from engine import run as run_command
+from engine.tools import run as run_command
 
 __all__ = ["main"]
 
@@ -41,9 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return tune.main(rest, prog="shmflow tune")
     if command == "bench":
-        from engine.tools import bench as _bench_cli
+        from engine.tools import bench
 
-        return _bench_cli.main(rest, prog="shmflow bench")
+        return bench.main(rest, prog="shmflow bench")
     if command == "recovery":
         from recovery import cli as recovery_cli
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from time import perf_counter_ns
 from typing import Any
 
+from engine._keyed import check_keyed
 from engine.errors import EngineRuntimeError, ItemTypeError
 from engine.runtime.plan import PlanStep
 from engine.runtime.ports import Exchange, SnapshotRecorder, WorkerConfig
@@ -229,6 +230,23 @@ class Node:
         """Release resources (partitions); called once, also after failures."""
 
     # -- errors ------------------------------------------------------------------------
+    def keyed_failure(
+        self, epoch: int, batch: list[Any], ex: BaseException, what: str = ""
+    ) -> EngineRuntimeError:
+        """The error for ``ex``, raised while unpacking the ``(key, value)`` items of
+        ``batch``: the shape diagnosis of the first malformed item if there is one (the
+        unpacking error is then noise), else ``ex`` itself as the cause.
+        Raise it without ``from``: its cause is already set."""
+        try:
+            check_keyed(self.step_id, batch)
+        except ItemTypeError as bad:
+            error = self.failure(epoch, bad)
+            error.__cause__, error.__suppress_context__ = None, True
+            return error
+        error = self.failure(epoch, ex, what)
+        error.__cause__ = ex
+        return error
+
     def failure(self, epoch: int, ex: BaseException, what: str = "") -> EngineRuntimeError:
         """An error naming this step, the worker and the epoch, for user exception ``ex``."""
         where = f"step {self.step_id!r} on worker {self.ctx.config.worker_index}, epoch {epoch}"

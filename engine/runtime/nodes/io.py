@@ -6,8 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine._keyed import check_keyed
-from engine.errors import ItemTypeError
 from engine.inputs import AbortExecution, DynamicSource, FixedPartitionedSource
 from engine.outputs import DynamicSink, FixedPartitionedSink
 from engine.runtime.nodes.base import (
@@ -225,12 +223,8 @@ class OutputNode(Node):
                     by_part[index] = [value]
                 else:
                     values.append(value)
-        except (TypeError, ValueError):
-            try:
-                check_keyed(self.step_id, batch)
-            except ItemTypeError as bad:
-                raise self.failure(epoch, bad) from None
-            raise
+        except (TypeError, ValueError) as ex:
+            raise self.keyed_failure(epoch, batch, ex, "choosing the sink partition")  # noqa: B904
         self.ctx.counters.items_out += len(batch)
         try:
             for index, values in by_part.items():

@@ -209,7 +209,7 @@ def _overrides_on_eof(logic: StatefulBatchLogic[Any, Any, Any]) -> bool:
 class MapKernelNode(StatefulNode):
     """``stateful_map`` without a logic object per key: states live in one dict.
 
-    Same semantics as running :class:`~engine.operators._stateful._StatefulMapLogic` per
+    Same semantics as running :class:`~engine.operators._stateful._StatefulMapperLogic` per
     key (a ``None`` state discards the key), at a fraction of the per-key cost.
     """
 
@@ -250,11 +250,7 @@ class MapKernelNode(StatefulNode):
         except ItemTypeError as ex:
             raise self.failure(epoch, ex) from None
         except (TypeError, ValueError) as ex:
-            try:
-                check_keyed(step_id, batch)
-            except ItemTypeError as bad:
-                raise self.failure(epoch, bad) from None
-            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+            raise self.keyed_failure(epoch, batch, ex, f"for key {key!r}")  # noqa: B904
         except Exception as ex:
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
         if out:
@@ -324,11 +320,7 @@ class FoldKernelNode(StatefulNode):
         except ItemTypeError as bad:
             raise self.failure(epoch, bad) from None
         except (TypeError, ValueError) as ex:
-            try:
-                check_keyed(self.step_id, batch)
-            except ItemTypeError as bad:
-                raise self.failure(epoch, bad) from None
-            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+            raise self.keyed_failure(epoch, batch, ex, f"for key {key!r}")  # noqa: B904
         except Exception as ex:
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
 

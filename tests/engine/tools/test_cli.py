@@ -16,8 +16,8 @@ import pytest
 from engine import run as run_module
 from engine.tools import cli
 
-REPO = Path(__file__).resolve().parents[2]
-FLOWS = Path(__file__).with_name("cluster_flows.py")
+REPO = Path(__file__).resolve().parents[3]
+FLOWS = Path(__file__).resolve().parents[1] / "cluster_flows.py"
 
 
 def _env() -> dict[str, str]:

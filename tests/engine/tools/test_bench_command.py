@@ -80,6 +80,7 @@ def test_bench_dir_re_exports_the_flows() -> None:
         (["--flows", "nope"], "unknown flow(s) nope; choose from passthrough"),
         (["--size", "huge"], "invalid choice: 'huge'"),
         (["-w", "0"], "worker count must be at least 1"),
+        (["-r", "2"], "unrecognized arguments: -r"),  # -r is run's recovery directory
     ],
 )
 def test_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -211,7 +211,7 @@ def cpu_bound_document() -> dict[str, Any]:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         flow = "engine.examples.cpu_bound:make_flow(100000)"
-        status = cli.main(["tune", flow, "-w", "1,2", "-r", "2", "--json", "-q"])
+        status = cli.main(["tune", flow, "-w", "1,2", "--repeat", "2", "--json", "-q"])
     assert status == 0
     return json.loads(buffer.getvalue())
 
@@ -277,7 +277,12 @@ def test_json_schema(cpu_bound_document: dict[str, Any]) -> None:
 @pytest.mark.timeout(90)
 def test_single_partition_flow_gets_one_worker(capsys: pytest.CaptureFixture[str]) -> None:
     doc = _tune_json(
-        capsys, "engine.examples.cpu_bound:single_partition_flow(30000)", "-w", "1,2", "-r", "2"
+        capsys,
+        "engine.examples.cpu_bound:single_partition_flow(30000)",
+        "-w",
+        "1,2",
+        "--repeat",
+        "2",
     )
     rec = doc["recommendation"]
     assert rec["workers"] == 1, doc["results"]
@@ -285,7 +290,7 @@ def test_single_partition_flow_gets_one_worker(capsys: pytest.CaptureFixture[str
 
 
 def test_duration_stops_an_endless_flow(capsys: pytest.CaptureFixture[str]) -> None:
-    flows = str(Path(__file__).with_name("cluster_flows.py"))
+    flows = str(Path(__file__).resolve().parents[1] / "cluster_flows.py")
     doc = _tune_json(capsys, flows, "-w", "1,2", "--duration", "0.5")
     assert doc["duration_s"] == 0.5 and [r["workers"] for r in doc["results"]] == [1, 2]
     for row in doc["results"]:
@@ -351,7 +356,8 @@ def test_plot_without_matplotlib_says_how_to_install(
         (["engine.examples.cpu_bound", "-w", "1,x"], "worker count 'x' is not a whole number"),
         (["engine.examples.cpu_bound", "-w", "0"], "worker count must be at least 1"),
         (["engine.examples.cpu_bound", "-w", ","], "names no worker count"),
-        (["engine.examples.cpu_bound", "-r", "0"], "--repeat must be at least 1"),
+        (["engine.examples.cpu_bound", "--repeat", "0"], "--repeat must be at least 1"),
+        (["engine.examples.cpu_bound", "-r", "2"], "unrecognized arguments: -r"),  # run's flag
         (["engine.examples.cpu_bound", "-d", "0"], "--duration must be more than 0"),
         (["engine.examples.cpu_bound", "-d", "soon"], "interval 'soon' is not a number"),
         (["engine.examples.cpu_bound:TEXT"], "has no attribute 'TEXT'"),
