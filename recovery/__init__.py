@@ -10,6 +10,9 @@ checks it): the engine calls it, never the other way round.
   through an :class:`EpochWriter`.
 - :func:`resume_epoch`, :func:`snapshot_to_load` and :func:`gc_plan` are the pure
   arithmetic behind resume and GC.
+- A store records which steps hold state: an edited flow resumes it unless it lost a
+  step that has state (:class:`OrphanedStateError`; ``RecoveryConfig(drop_state=...)``
+  deletes that state instead).
 - ``python -m recovery init|inspect|gc|verify DIR`` (:mod:`recovery.cli`).
 - Errors derive from :class:`RecoveryError` (:mod:`recovery.errors`).
 """
@@ -42,6 +45,7 @@ from recovery.errors import (
     InconsistentPartitionsError,
     MissingPartitionsError,
     NoPartitionsError,
+    OrphanedStateError,
     RecoveryError,
     StaleExecutionError,
     StoreFullError,
@@ -63,6 +67,7 @@ __all__ = [
     "InconsistentPartitionsError",
     "MissingPartitionsError",
     "NoPartitionsError",
+    "OrphanedStateError",
     "RecoveryConfig",
     "RecoveryError",
     "RecoveryStore",

@@ -3,7 +3,8 @@
 Integers are big-endian so LMDB's byte order is numeric order.
 
 ``meta``        ASCII names -> UTF-8 text (``format``, ``flow_id``, ``fingerprint``,
-                ``key_groups``, ``gc_horizon``, ``created_at``).
+                ``key_groups``, ``gc_horizon``, ``created_at``, ``state_steps``: a JSON
+                list of the step ids that may hold state in ``snapshots``).
 ``executions``  execution id (u64) -> worker count (u32), resume epoch (u64),
                 start time (f64, Unix seconds), supervisor pid (u32).
 ``frontiers``   execution id (u64) + worker index (u32) -> frontier (u64).
@@ -35,6 +36,7 @@ __all__ = [
     "INLINE_MAX",
     "NAMES_TAG",
     "PARTITION_GROUP",
+    "READABLE_FORMATS",
     "TOMBSTONE",
     "decode_execution",
     "decode_value",
@@ -45,8 +47,12 @@ __all__ = [
     "parse_snapshot_key",
 ]
 
-#: Version of this layout, stored under ``meta/format``.
-FORMAT_VERSION = 1
+#: Version of this layout, stored under ``meta/format``. Format 2 added
+#: ``meta/state_steps``; a format-1 store is read as if every step with a snapshot were
+#: recorded there, and becomes format 2 at its next execution.
+FORMAT_VERSION = 2
+#: The formats this code opens.
+READABLE_FORMATS = (1, 2)
 #: Longest step id or state key (UTF-8 bytes) stored verbatim in an LMDB key.
 INLINE_MAX = 200
 #: The key group under which source/sink partition states are stored.

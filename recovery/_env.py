@@ -25,7 +25,7 @@ from typing import Any
 
 import lmdb
 
-from recovery._codec import FORMAT_VERSION
+from recovery._codec import FORMAT_VERSION, READABLE_FORMATS
 from recovery.errors import (
     CorruptStoreError,
     MissingPartitionsError,
@@ -177,10 +177,11 @@ def _open_sub_databases(path: Path, env: lmdb.Environment) -> dict[str, Any]:
         version = txn.get(b"format")
     if version is None:
         raise _no_store(path, "initialisation never completed")
-    if version != str(FORMAT_VERSION).encode():
+    if version not in {str(f).encode() for f in READABLE_FORMATS}:
+        readable = " and ".join(str(f) for f in READABLE_FORMATS)
         msg = (
             f"recovery store {path} has format {version.decode(errors='replace')}, this "
-            f"shmflow reads format {FORMAT_VERSION}: use the shmflow that wrote it, or a new store"
+            f"shmflow reads formats {readable}: use the shmflow that wrote it, or a new store"
         )
         raise RecoveryError(msg)
     return dbs

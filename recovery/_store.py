@@ -13,17 +13,26 @@ Who calls what:
   :meth:`EpochWriter.commit_epoch`: one write transaction, so a frontier is durable only
   together with the state it vouches for.
 
+Which edits of a flow may resume a store: the store records, in its meta, the ids of
+the steps that may hold state (``state_steps``: those the flow declared at its last
+execution, plus any step a worker wrote state for). A new execution declares its own
+state-holding steps; a recorded step that is missing from them and still has a
+snapshot would lose its state, so :meth:`RecoveryStore.begin_execution` refuses it
+(:class:`OrphanedStateError`) unless told to drop that state. Adding steps, or
+changing stateless ones, resumes; new steps start empty.
+
 The byte layout is in ``recovery/_codec.py``, the resume/GC arithmetic in
 ``recovery/_resume.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +40,7 @@ from types import TracebackType
 from typing import Any
 
 from recovery._codec import (
+    FORMAT_VERSION,
     INLINE_MAX,
     NAMES_TAG,
     PARTITION_GROUP,
@@ -47,6 +57,7 @@ from recovery._codec import (
     names_header,
     parse_frontier_key,
 )
+from recovery._config import step_id_set
 from recovery._env import (
     DATA_FILE_NAME,
     Environment,
@@ -63,6 +74,7 @@ from recovery.errors import (
     FlowMismatchError,
     InconsistentPartitionsError,
     NoPartitionsError,
+    OrphanedStateError,
     RecoveryError,
     StaleExecutionError,
     UnpicklableStateError,
@@ -136,7 +148,9 @@ class RecoveryStore:
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     init_db_dir(tmp)
     ...     with RecoveryStore.open(tmp) as store:
-    ...         execution = store.begin_execution("flow", "fp-1", worker_count=1)
+    ...         execution = store.begin_execution(
+    ...             "flow", "fp-1", worker_count=1, state_steps={"flow.count"}
+    ...         )
     ...         writer = store.epoch_writer(execution.execution_id, worker_index=0)
     ...         writer.commit_epoch(2, [("flow.count", "apple", 1, 3)])
     ...         store.load_keyed_states("flow.count", range(execution.key_groups), 2)
@@ -227,25 +241,43 @@ class RecoveryStore:
         fingerprint: str,
         worker_count: int,
         key_groups: int = DEFAULT_KEY_GROUPS,
+        *,
+        state_steps: Collection[str] | None = None,
+        drop_state: Collection[str] = (),
     ) -> Execution:
         """Record a new execution and return its id and resume epoch.
 
         Call it under :meth:`lock_for_execution`, before any worker starts. The store's
-        first execution records ``flow_id``, ``fingerprint`` and ``key_groups``; later
-        ones must have the same flow id and fingerprint (else
-        :class:`FlowMismatchError`) and use the store's key-group count. The resume
-        epoch is the durable cluster frontier of the previous execution; snapshots at
-        or after it (written by workers that got ahead before the failure) are
-        discarded, as that execution's future is abandoned. Raises
+        first execution records ``flow_id`` and ``key_groups``; later ones must have the
+        same flow id (else :class:`FlowMismatchError`) and use the store's key-group
+        count. ``fingerprint`` labels this version of the flow (``inspect`` shows the
+        latest one).
+
+        ``state_steps`` are the ids of the flow's steps that hold state (write
+        snapshots). Every step the store has state for must be among them, else
+        :class:`OrphanedStateError` names the missing ones (a removed or renamed
+        stateful step); those also in ``drop_state`` have their snapshots deleted in
+        this transaction instead. Steps the flow still has are never dropped. Without
+        ``state_steps`` the store cannot tell a safe edit from a breaking one, so the
+        ``fingerprint`` must then equal the recorded one (else
+        :class:`FlowMismatchError`).
+
+        The resume epoch is the durable cluster frontier of the previous execution;
+        snapshots at or after it (written by workers that got ahead before the failure)
+        are discarded, as that execution's future is abandoned. Raises
         :class:`InconsistentPartitionsError` if GC removed what that resume needs.
         """
         if worker_count < 1:
             raise ValueError(f"worker_count must be >= 1, got {worker_count}")
         if key_groups < 1 or key_groups >= PARTITION_GROUP:
             raise ValueError(f"key_groups must be in 1..{PARTITION_GROUP - 1}, got {key_groups}")
+        flow_steps = None if state_steps is None else step_id_set(state_steps, "state_steps")
+        dropping = step_id_set(drop_state, "drop_state")
         handle = self._env()
         with self._errors(), handle.env.begin(write=True) as txn:
-            store_groups = self._check_flow(txn, flow_id, fingerprint, key_groups)
+            store_groups = self._check_flow(
+                txn, flow_id, fingerprint, key_groups, same_version=flow_steps is None
+            )
             previous = self._last_execution(txn)
             if previous is None:
                 execution_id, resume, previous_workers = 1, FIRST_EPOCH, None
@@ -257,11 +289,15 @@ class RecoveryStore:
                 if max(frontiers.values(), default=resume) > resume:
                     self._discard_from(txn, resume)
                 execution_id = previous_id + 1
+            self._check_state_steps(txn, flow_id, flow_steps, dropping)
             record = encode_execution(worker_count, resume, time.time(), os.getpid())
             txn.put(execution_id.to_bytes(8, "big"), record, db=handle.dbs["executions"])
         return Execution(execution_id, resume, previous_workers, worker_count, store_groups)
 
-    def _check_flow(self, txn: Any, flow_id: str, fingerprint: str, key_groups: int) -> int:
+    def _check_flow(
+        self, txn: Any, flow_id: str, fingerprint: str, key_groups: int, *, same_version: bool
+    ) -> int:
+        """Check (or, first time, record) the flow id; return the store's key-group count."""
         meta = self._env().dbs["meta"]
         stored_flow = txn.get(b"flow_id", db=meta)
         if stored_flow is None:
@@ -271,15 +307,93 @@ class RecoveryStore:
             return key_groups
         stored_id = stored_flow.decode(*TEXT_ENCODING)
         stored_fingerprint = txn.get(b"fingerprint", db=meta).decode(*TEXT_ENCODING)
-        if stored_id != flow_id or stored_fingerprint != fingerprint:
-            what = "flow" if stored_id != flow_id else "version of flow"
+        if stored_id != flow_id:
             msg = (
                 f"recovery store {self.path} belongs to flow {stored_id!r} (fingerprint "
-                f"{stored_fingerprint}), not to this {what} {flow_id!r} (fingerprint "
+                f"{stored_fingerprint}), not to this flow {flow_id!r} (fingerprint "
                 f"{fingerprint}): run the flow that wrote it, or use a new store for this one"
             )
             raise FlowMismatchError(msg)
+        if same_version and stored_fingerprint != fingerprint:
+            msg = (
+                f"recovery store {self.path} belongs to flow {stored_id!r} (fingerprint "
+                f"{stored_fingerprint}), not to this version of flow {flow_id!r} (fingerprint "
+                f"{fingerprint}): run the version that wrote it, or name the flow's "
+                "state-holding steps (state_steps) so an edited flow can resume"
+            )
+            raise FlowMismatchError(msg)
+        txn.put(b"fingerprint", fingerprint.encode(*TEXT_ENCODING), db=meta)
         return int(txn.get(b"key_groups", db=meta))
+
+    def _check_state_steps(
+        self,
+        txn: Any,
+        flow_id: str,
+        flow_steps: frozenset[str] | None,
+        dropping: frozenset[str],
+    ) -> None:
+        """Refuse (or drop) state of steps the flow lost; record the flow's state steps."""
+        recorded = self._recorded_steps(txn)
+        if flow_steps is None:  # nothing to compare with; keeps (migrates) the record
+            self._record_steps(txn, recorded)
+            return
+        orphaned = sorted(s for s in recorded - flow_steps if self._has_state(txn, s))
+        kept = [s for s in orphaned if s not in dropping]
+        if kept:
+            listed = ", ".join(repr(s) for s in kept)
+            msg = (
+                f"recovery store {self.path} holds state of {len(kept)} step(s) that flow "
+                f"{flow_id!r} no longer has (removed or renamed): {listed}. Resuming would "
+                "lose that state: give the step(s) their old ids back, or drop the state for "
+                f"good with RecoveryConfig({str(self.path)!r}, drop_state={{{listed}}})"
+            )
+            raise OrphanedStateError(msg, tuple(kept))
+        for step_id in orphaned:
+            self._delete_step(txn, step_id)
+        self._record_steps(txn, flow_steps)
+
+    def _recorded_steps(self, txn: Any) -> set[str]:
+        """The step ids recorded as (maybe) holding state.
+
+        A format-1 store recorded none: every step with a snapshot counts as recorded.
+        """
+        value = txn.get(b"state_steps", db=self._env().dbs["meta"])
+        if value is None:
+            return self._steps_with_state(txn)
+        return set(json.loads(bytes(value).decode(*TEXT_ENCODING)))
+
+    def _record_steps(self, txn: Any, step_ids: Iterable[str]) -> None:
+        """Record ``step_ids`` as the state steps (and the store as of this format)."""
+        meta = self._env().dbs["meta"]
+        txn.put(b"state_steps", json.dumps(sorted(step_ids)).encode(), db=meta)
+        txn.put(b"format", str(FORMAT_VERSION).encode(), db=meta)
+
+    def _has_state(self, txn: Any, step_id: str) -> bool:
+        """Whether ``step_id`` has any snapshot (one cursor seek)."""
+        prefix = self._step_prefix(step_id)[0]
+        cursor = txn.cursor(db=self._env().dbs["snapshots"])
+        return bool(cursor.set_range(prefix)) and bytes(cursor.key()).startswith(prefix)
+
+    def _delete_step(self, txn: Any, step_id: str) -> None:
+        """Delete every snapshot of ``step_id`` (its keys are one contiguous range)."""
+        prefix = self._step_prefix(step_id)[0]
+        cursor = txn.cursor(db=self._env().dbs["snapshots"])
+        if cursor.set_range(prefix):
+            while bytes(cursor.key()).startswith(prefix):
+                cursor.delete()  # moves to the next key (none: key() is empty)
+
+    def _steps_with_state(self, txn: Any) -> set[str]:
+        """Every step id with a snapshot: one seek per step, skipping over its keys."""
+        steps: set[str] = set()
+        cursor = txn.cursor(db=self._env().dbs["snapshots"])
+        found = cursor.first()
+        while found:
+            key = bytes(cursor.key())
+            component = key[: component_length(key, 0)]
+            steps.add(_step_name(component, cursor.value()))
+            after = _prefix_end(component)
+            found = after is not None and cursor.set_range(after)
+        return steps
 
     def _last_execution(self, txn: Any) -> tuple[int, int, int] | None:
         """(id, worker count, resume epoch) of the newest execution, or None."""
@@ -449,6 +563,7 @@ class RecoveryStore:
         with self._errors(), handle.env.begin() as txn:
             groups = txn.get(b"key_groups", db=handle.dbs["meta"])
             record = txn.get(execution_id.to_bytes(8, "big"), db=handle.dbs["executions"])
+            recorded = self._recorded_steps(txn) if record is not None else set()
         if groups is None or record is None:
             msg = f"recovery store {self.path} has no execution {execution_id}: begin it first"
             raise RecoveryError(msg)
@@ -459,7 +574,7 @@ class RecoveryStore:
                 f"of execution {execution_id}"
             )
             raise ValueError(msg)
-        return EpochWriter(self, execution_id, worker_index, int(groups))
+        return EpochWriter(self, execution_id, worker_index, int(groups), recorded)
 
     def _step_prefix(self, step_id: str) -> tuple[bytes, bytes]:
         """(key component, UTF-8 bytes) of a step id, cached."""
@@ -529,6 +644,7 @@ class RecoveryStore:
         """A report of the store: meta, executions with frontiers, snapshot stats per step.
 
         Keys: ``path``, ``format``, ``flow_id``, ``fingerprint``, ``key_groups``,
+        ``state_steps`` (sorted ids of the steps recorded as holding state),
         ``gc_horizon``, ``data_bytes``, ``next_resume_epoch``, ``executions`` (list of
         dicts with ``execution_id``, ``worker_count``, ``resume_epoch``, ``started_at``,
         ``pid``, ``frontiers`` {worker: frontier}, ``cluster_frontier``) and ``steps``
@@ -561,6 +677,7 @@ class RecoveryStore:
                     }
                 )
             steps = _step_stats(txn.cursor(db=dbs["snapshots"]))
+            state_steps = sorted(self._recorded_steps(txn))
             next_resume = self._next_resume_epoch(txn)
         return {
             "path": str(handle.path),
@@ -568,6 +685,7 @@ class RecoveryStore:
             "flow_id": meta.get("flow_id"),
             "fingerprint": meta.get("fingerprint"),
             "key_groups": int(meta["key_groups"]) if "key_groups" in meta else None,
+            "state_steps": state_steps,
             "gc_horizon": int(meta.get("gc_horizon", 0)),
             "data_bytes": (handle.path / "data.mdb").stat().st_size,
             "next_resume_epoch": next_resume,
@@ -579,11 +697,18 @@ class RecoveryStore:
 class EpochWriter:
     """Commits one worker's snapshots and frontier, one write transaction per epoch.
 
-    Get it from :meth:`RecoveryStore.epoch_writer` in the worker's own process.
+    Get it from :meth:`RecoveryStore.epoch_writer` in the worker's own process. A step
+    the store has not recorded as holding state is recorded by the commit that first
+    writes state for it, so a later execution cannot lose that state unnoticed.
     """
 
     def __init__(
-        self, store: RecoveryStore, execution_id: int, worker_index: int, key_groups: int
+        self,
+        store: RecoveryStore,
+        execution_id: int,
+        worker_index: int,
+        key_groups: int,
+        recorded_steps: Iterable[str] = (),
     ) -> None:
         """Use :meth:`RecoveryStore.epoch_writer`."""
         self.store = store
@@ -593,6 +718,10 @@ class EpochWriter:
         self._frontier_key = frontier_key(execution_id, worker_index)
         self._group_bytes = [group.to_bytes(4, "big") for group in range(key_groups)]
         self._partition_group = PARTITION_GROUP.to_bytes(4, "big")
+        self._recorded = set(recorded_steps)
+        #: Steps seen by this writer that the store has not recorded yet.
+        self._unrecorded: set[str] = set()
+        self._prefixes: dict[str, tuple[bytes, bytes]] = {}
 
     def commit_epoch(
         self,
@@ -617,10 +746,25 @@ class EpochWriter:
         handle = store._env()
         with store._errors(), handle.env.begin(write=True) as txn:
             self._check_current(txn, frontier)
+            if self._unrecorded:
+                recorded = store._recorded_steps(txn)
+                if not self._unrecorded <= recorded:
+                    store._record_steps(txn, recorded | self._unrecorded)
             if items:
                 txn.cursor(db=handle.dbs["snapshots"]).putmulti(items)
             txn.put(self._frontier_key, frontier.to_bytes(8, "big"), db=handle.dbs["frontiers"])
+        self._recorded |= self._unrecorded
+        self._unrecorded.clear()
         return len(items)
+
+    def _step_prefix(self, step_id: str) -> tuple[bytes, bytes]:
+        """The store's key prefix of ``step_id``, noting a step not recorded yet."""
+        cached = self._prefixes.get(step_id)
+        if cached is None:
+            cached = self._prefixes[step_id] = self.store._step_prefix(step_id)
+            if step_id not in self._recorded:
+                self._unrecorded.add(step_id)
+        return cached
 
     def _check_current(self, txn: Any, frontier: int) -> None:
         store = self.store
@@ -644,7 +788,7 @@ class EpochWriter:
         self, frontier: int, snapshots: Iterable[Snapshot], *, keyed: bool
     ) -> list[tuple[bytes, bytes]]:
         """Encode (key, value) pairs; hot loop, so locals and cached byte strings."""
-        step_prefix = self.store._step_prefix
+        step_prefix = self._step_prefix
         dumps = pickle.dumps
         crc32 = zlib.crc32
         groups = self._group_bytes
@@ -740,6 +884,27 @@ def _group_by_ident(keys: Iterable[bytes]) -> Iterator[list[bytes]]:
         yield group
 
 
+def _step_name(step_component: bytes, value: bytes) -> str:
+    """The step id of a snapshot (a digested one is spelled out in the value)."""
+    step_id = component_text(step_component)
+    if step_id is None:
+        full_names = decode_value(value)[0]
+        step_id = full_names[0] if full_names is not None else step_component.hex()
+    return step_id
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key after every key starting with ``prefix`` (None: there is none).
+
+    >>> _prefix_end(b"\\x02ab"), _prefix_end(b"a\\xff"), _prefix_end(b"\\xff")
+    (b'\\x02ac', b'b', None)
+    """
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
 def _step_stats(cursor: Any) -> dict[str, dict[str, Any]]:
     """Per-step snapshot statistics for :meth:`RecoveryStore.inspect`."""
     steps: dict[str, dict[str, Any]] = {}
@@ -749,11 +914,7 @@ def _step_stats(cursor: Any) -> dict[str, dict[str, Any]]:
         step_component = key[: component_length(key, 0)]
         step_id = names.get(step_component)
         if step_id is None:
-            step_id = component_text(step_component)
-            if step_id is None:  # digested: the value carries the full names
-                full_names = decode_value(value)[0]
-                step_id = full_names[0] if full_names is not None else step_component.hex()
-            names[step_component] = step_id
+            step_id = names[step_component] = _step_name(step_component, value)
         stats = steps.setdefault(
             step_id,
             {

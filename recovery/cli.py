@@ -126,6 +126,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     ]
 
 
+def _state_steps_line(step_ids: Sequence[str]) -> str:
+    """The steps recorded as holding state (a resumed flow must keep those with snapshots)."""
+    return f"state steps ({len(step_ids)}): {', '.join(step_ids) if step_ids else 'none'}"
+
+
 def render_report(report: dict[str, Any]) -> str:
     """Human-readable text of :meth:`RecoveryStore.inspect`'s report."""
     flow = report["flow_id"]
@@ -135,6 +140,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"flow: {flow!r} (fingerprint {report['fingerprint']}), {report['key_groups']} key groups"
         if flow is not None
         else "flow: none yet (no execution has begun)",
+        _state_steps_line(report["state_steps"]),
         f"GC horizon: epoch {report['gc_horizon']}; next execution resumes at epoch "
         f"{report['next_resume_epoch']}",
         "",

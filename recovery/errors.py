@@ -13,6 +13,7 @@ __all__ = [
     "InconsistentPartitionsError",
     "MissingPartitionsError",
     "NoPartitionsError",
+    "OrphanedStateError",
     "RecoveryError",
     "StaleExecutionError",
     "StoreFullError",
@@ -49,6 +50,19 @@ class InconsistentPartitionsError(RecoveryError):
 
 class FlowMismatchError(RecoveryError):
     """The store was written by a different flow (another flow id or fingerprint)."""
+
+
+class OrphanedStateError(FlowMismatchError):
+    """The store holds state of steps the flow no longer has (removed or renamed).
+
+    Resuming would silently lose that state, so it is refused. Attribute ``step_ids``
+    names the steps. Give them their old ids back to keep the state, or drop it for
+    good with ``RecoveryConfig(DIR, drop_state={...those step ids...})``.
+    """
+
+    def __init__(self, message: str, step_ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.step_ids = step_ids
 
 
 class StoreInUseError(RecoveryError):

@@ -1,8 +1,9 @@
 """Wiring the recovery store into the runtime.
 
-Supervisor side (:func:`begin_execution`): take the store's execution lock, check the
-flow fingerprint, record the execution (id = previous + 1) and learn the resume epoch,
-all before any worker starts.
+Supervisor side (:func:`begin_execution`): take the store's execution lock, hand the
+store the flow's state-holding steps (:func:`state_step_ids`; the store refuses a flow
+that lost a step with state, unless the config drops it), record the execution
+(id = previous + 1) and learn the resume epoch, all before any worker starts.
 
 Worker side (:class:`StoreSnapshots`): a :class:`~engine.runtime.ports.SnapshotRecorder`
 that loads this worker's share of state (its key groups, its partitions: any worker
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from engine.runtime.plan import Plan
+from engine.inputs import FixedPartitionedSource
+from engine.outputs import FixedPartitionedSink
+from engine.runtime.plan import InputConfig, OutputConfig, Plan, StepKind
 from engine.runtime.progress import EOF_FRONTIER
 from recovery import (
     Execution,
@@ -29,14 +32,41 @@ from recovery import (
     owned_groups,
 )
 
-__all__ = ["ExecutionInfo", "StoreSnapshots", "begin_execution", "flow_fingerprint"]
+__all__ = [
+    "ExecutionInfo",
+    "StoreSnapshots",
+    "begin_execution",
+    "flow_fingerprint",
+    "state_step_ids",
+]
+
+
+def state_step_ids(plan: Plan) -> frozenset[str]:
+    """The ids of the plan's steps that write snapshots: what a resume must keep.
+
+    Stateful steps (keyed state), inputs of partitioned sources and partitioned sinks
+    (partition states). Stateless steps and dynamic sources/sinks hold no state, so
+    adding, changing or removing them never affects a resume.
+    """
+    return frozenset(step.step_id for step in plan.steps if _holds_state(step.kind, step.config))
+
+
+def _holds_state(kind: StepKind, config: object) -> bool:
+    if kind is StepKind.STATEFUL_BATCH:
+        return True
+    if isinstance(config, InputConfig):
+        return isinstance(config.source, FixedPartitionedSource)
+    if isinstance(config, OutputConfig):
+        return isinstance(config.sink, FixedPartitionedSink)
+    return False
 
 
 def flow_fingerprint(plan: Plan) -> str:
     """A hash of the flow's shape (step ids, kinds, wiring), not of its user code.
 
-    A store may only be resumed by the flow that wrote it: renaming or rewiring steps
-    changes the fingerprint; editing a function body does not.
+    Recorded in the store as a label of the flow's version (``python -m recovery
+    inspect`` shows it); it does not decide whether an edited flow may resume, the
+    state-holding steps (:func:`state_step_ids`) do.
     """
     digest = hashlib.blake2b(digest_size=16)
     digest.update(plan.flow_id.encode())
@@ -79,7 +109,11 @@ def begin_execution(
     try:
         with store.lock_for_execution():
             execution: Execution = store.begin_execution(
-                plan.flow_id, flow_fingerprint(plan), worker_count
+                plan.flow_id,
+                flow_fingerprint(plan),
+                worker_count,
+                state_steps=state_step_ids(plan),
+                drop_state=config.drop_state,
             )
             backup = config.backup_epochs(epoch_interval) if epoch_interval > timedelta(0) else 0
             yield (
