@@ -20,13 +20,16 @@ _STR_ONLY = {str}
 def _bad_item(step_id: str, item: Any) -> ItemTypeError | None:
     if not isinstance(item, tuple) or len(item) != 2:
         return ItemTypeError(
-            f"step {step_id!r} is keyed and needs (key, value) 2-tuples with a str key; "
-            f"got {type(item).__name__} {item_repr(item)}. Use op.key_on(...) or "
+            f"step {step_id!r} is keyed and needs (key, value) 2-tuples with a str key "
+            "(each item must be a 2-tuple: the step requires `(key, value)` 2-tuple from "
+            f"upstream for routing); got {type(item).__name__} {item_repr(item)}. Use "
+            "op.key_on(...) or "
             "op.map(...) to make (str, value) pairs before this step"
         )
     if not isinstance(item[0], str):
         return ItemTypeError(
-            f"step {step_id!r} is keyed and needs str keys; got key of type "
+            f"step {step_id!r} is keyed and needs str keys (it requires `str` keys in "
+            "`(key, value)` from upstream); got key of type "
             f"{type(item[0]).__name__} in item {item_repr(item)}. Convert the key with "
             "str() (keys route by a stable hash of the str)"
         )

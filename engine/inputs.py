@@ -28,6 +28,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 if TYPE_CHECKING:
     import asyncio
 
+    # Only type checkers read this import, from the typing_extensions stubs they bundle
+    # (no run-time dependency): it gives `Sn` Bytewax's default (PEP 696, Python 3.13).
+    import typing_extensions
+
 __all__ = [
     "AbortExecution",
     "DynamicSource",
@@ -51,8 +55,15 @@ X = TypeVar("X")
 S = TypeVar("S")
 """Type of a partition's resume state."""
 
-Sn = TypeVar("Sn")
-"""Type of a `SimplePollingSource` resume state (`None` unless you override `snapshot`)."""
+if TYPE_CHECKING:
+    Sn = typing_extensions.TypeVar("Sn", default=None)
+else:
+    Sn = TypeVar("Sn")  # SimplePollingSource.__class_getitem__ supplies the default
+"""Type of a `SimplePollingSource` resume state (`None` unless you override `snapshot`).
+
+It defaults to `None`, as in Bytewax: `SimplePollingSource[int]` is
+`SimplePollingSource[int, None]`.
+"""
 
 
 class AbortExecution(RuntimeError):
@@ -64,9 +75,28 @@ class AbortExecution(RuntimeError):
     resumes from the last cluster frontier and replays the rest. Use it to test
     recovery. (Do not count on partitions being closed after an abort.)
 
-    >>> issubclass(AbortExecution, RuntimeError)
-    True
+    ``detail`` (keyword only, picklable) is handed to the source's
+    :meth:`Source.on_abort` in the process that started the run, so the source object
+    there learns what aborted even when a worker process raised this.
+
+    >>> ex = AbortExecution("marker 3 reached", detail=3)
+    >>> isinstance(ex, RuntimeError), ex.detail
+    (True, 3)
     """
+
+    def __init__(self, *args: object, detail: Any = None) -> None:
+        super().__init__(*args)
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle their args only; keep the detail too.
+        return (_rebuild_abort, (type(self), self.args, self.detail))
+
+
+def _rebuild_abort(
+    cls: type[AbortExecution], args: tuple[object, ...], detail: Any
+) -> AbortExecution:
+    return cls(*args, detail=detail)
 
 
 class Source(ABC, Generic[X]):
@@ -75,6 +105,18 @@ class Source(ABC, Generic[X]):
     This is the common base of every source kind. Do not subclass it directly:
     subclass `FixedPartitionedSource`, `DynamicSource` or `SimplePollingSource`.
     """
+
+    def on_abort(self, detail: Any) -> None:
+        """Called when a partition of this source aborted the execution.
+
+        A partition raised `AbortExecution(..., detail=detail)`. This runs in the process
+        that started the run, on the source object given to the `input` step, after the
+        execution stopped, once for every worker that reported the abort. Worker
+        processes read copies of the source, so this is the place to remember, in the
+        caller, what a worker saw: for example `engine.testing.TestingSource` marks its
+        `ABORT` marker as fired so that the next execution skips it. The default does
+        nothing.
+        """
 
 
 class StatefulSourcePartition(ABC, Generic[X, S]):
@@ -244,7 +286,21 @@ class SimplePollingSource(FixedPartitionedSource[X, Sn]):
     >>> part = Countdown().build_part("flow.poll", "singleton", None)
     >>> part.next_batch(), part.next_batch()
     ([1], [0])
+
+    The state type defaults to `None`, so one type argument is enough:
+
+    >>> SimplePollingSource[int]
+    engine.inputs.SimplePollingSource[int, NoneType]
     """
+
+    if not TYPE_CHECKING:  # type checkers take the default from `Sn` itself
+
+        def __class_getitem__(cls, params):
+            # Python 3.11 has no TypeVar defaults: supply Bytewax's default state `None`
+            # when only the item type is given.
+            if not isinstance(params, tuple) and cls.__parameters__[1:] == (Sn,):
+                params = (params, None)
+            return super().__class_getitem__(params)
 
     class Retry(Exception):
         """Raise from `next_item` to poll again after `timeout` instead of `interval`."""

@@ -11,6 +11,9 @@ itself; pick the kind that fits the system you write to:
   that can seek and overwrite gives exactly-once output.
 - `DynamicSink`: every worker builds its own writer and writes the items it has, as
   they are (no key needed, no routing, no resume state: at-least-once output).
+- `CallerSink`: a `DynamicSink` that writes in the process that started the run (a
+  list, a queue, a live display). Items written on worker processes are sent back and
+  handed to `write_in_caller` there. `engine.testing.TestingSink` is one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from abc import ABC, abstractmethod
 from typing import Generic, TypeVar
 
 __all__ = [
+    "CallerSink",
     "DynamicSink",
     "FixedPartitionedSink",
     "S",
@@ -138,3 +142,55 @@ class DynamicSink(Sink[X]):
 
         Called once on every worker.
         """
+
+
+class _CallerPartition(StatelessSinkPartition[X]):
+    """The writer of a `CallerSink` on a worker that runs in the caller's process."""
+
+    def __init__(self, sink: CallerSink[X], worker_index: int) -> None:
+        self._sink = sink
+        self._worker_index = worker_index
+
+    def write_batch(self, items: list[X]) -> None:
+        self._sink.write_in_caller(items, self._worker_index)
+
+
+class CallerSink(DynamicSink[X]):
+    """A sink that writes in the process that started the run, whatever the mode.
+
+    Subclass it and implement `write_in_caller` for output that must end up in the
+    caller's memory: a list for tests, a queue read by another thread, a progress
+    display. When the workers are processes (`cluster_main`, `engine.run_flow`), they
+    do not build this sink: each batch a worker writes is sent back to the caller and
+    `write_in_caller` is called there, on this very object (never on a copy), with the
+    items and the index of the worker that wrote them. When the worker runs in the
+    caller (`run_main`), `build` returns a writer that calls `write_in_caller` directly.
+
+    Batches of one worker arrive in the order that worker wrote them; batches of
+    different workers interleave in no particular order. As for every `DynamicSink`,
+    output is at-least-once. Items cross processes by pickle, so they must be picklable.
+
+    >>> class Collect(CallerSink):
+    ...     def __init__(self):
+    ...         self.seen = []
+    ...     def write_in_caller(self, items, worker_index):
+    ...         self.seen += [(worker_index, item) for item in items]
+    >>> sink = Collect()
+    >>> sink.build("flow.out", 0, 1).write_batch(["a", "b"])
+    >>> sink.seen
+    [(0, 'a'), (0, 'b')]
+    """
+
+    @abstractmethod
+    def write_in_caller(self, items: list[X], worker_index: int) -> None:
+        """Write a batch that worker `worker_index` wrote; runs in the caller's process.
+
+        Called from the thread that runs the flow. Keep it quick: while it runs, the
+        workers' batches wait (and workers block once their relay buffers are full).
+        """
+
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> StatelessSinkPartition[X]:
+        """A writer calling `write_in_caller` (used when the worker is in this process)."""
+        return _CallerPartition(self, worker_index)

@@ -30,9 +30,10 @@ from engine.inputs import (
     StatefulSourcePartition,
     StatelessSourcePartition,
 )
-from engine.outputs import DynamicSink, StatelessSinkPartition
-from engine.runtime.plan import compile_plan
+from engine.outputs import CallerSink
+from engine.runtime.plan import InputConfig, Plan, compile_plan
 from engine.runtime.ports import WorkerConfig
+from engine.runtime.progress import epoch_interval_seconds
 from engine.runtime.snapshots import StoreSnapshots, begin_execution
 from engine.runtime.worker import Worker
 
@@ -47,25 +48,6 @@ __all__ = [
 ]
 
 X = TypeVar("X")
-
-#: Epoch length when none is given, as in API.md.
-DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
-
-
-def epoch_interval_seconds(epoch_interval: timedelta | None) -> float:
-    """Validate an ``epoch_interval`` argument and return it in seconds."""
-    if epoch_interval is None:
-        epoch_interval = DEFAULT_EPOCH_INTERVAL
-    if not isinstance(epoch_interval, timedelta):
-        msg = (
-            f"epoch_interval must be a datetime.timedelta; got "
-            f"{type(epoch_interval).__name__} {epoch_interval!r}"
-        )
-        raise TypeError(msg)
-    if epoch_interval < timedelta(0):
-        msg = f"epoch_interval must not be negative; got {epoch_interval}"
-        raise ValueError(msg)
-    return epoch_interval.total_seconds()
 
 
 def run_main(
@@ -89,15 +71,24 @@ def run_main(
         worker_index=0, worker_count=1, epoch_interval_s=interval_s, start=time.monotonic()
     )
     if recovery_config is None:
-        Worker(plan, config).run()
+        _run_worker(plan, Worker(plan, config))
         return
     with begin_execution(recovery_config, plan, 1, timedelta(seconds=interval_s)) as (
         store,
         info,
     ):
         config.first_epoch = info.resume_epoch
-        Worker(plan, config, snapshots=StoreSnapshots(info, 0, 1, store=store)).run()
+        _run_worker(plan, Worker(plan, config, snapshots=StoreSnapshots(info, 0, 1, store=store)))
         store.gc(backup_epochs=info.backup_epochs)
+
+
+def _run_worker(plan: Plan, worker: Worker) -> None:
+    """Run ``worker``; tell the source that aborted, as the supervisor does for processes."""
+    if worker.run() or worker.aborted is None:
+        return
+    config = plan.steps[worker.aborted.step_index].config
+    if isinstance(config, InputConfig):
+        config.source.on_abort(worker.aborted.detail)
 
 
 def cluster_main(
@@ -160,10 +151,11 @@ class _IterPartition(StatefulSourcePartition[X, int]):
                 if not item._triggered:
                     item._triggered = True  # resumed executions skip it
                     marker_index = self._next_index + len(batch)
-                    aborted = AbortExecution(f"TestingSource.ABORT at item {marker_index}")
-                    # Lets a worker process tell the caller which marker fired.
-                    aborted.marker_index = marker_index  # type: ignore[attr-defined]
-                    self._pending_exception = aborted
+                    # On a worker process this marker is a copy: the detail tells
+                    # TestingSource.on_abort in the caller which marker to mark.
+                    self._pending_exception = AbortExecution(
+                        f"TestingSource.ABORT at item {marker_index}", detail=marker_index
+                    )
                     break
                 self._next_index += 1  # skipped: resume states count it like an item
                 continue
@@ -230,25 +222,34 @@ class TestingSource(FixedPartitionedSource[X, int]):
     ) -> _IterPartition[X]:
         return _IterPartition(self._items, self._batch_size, resume_state)
 
+    def on_abort(self, detail: Any) -> None:
+        """Mark the ABORT marker at index ``detail`` as fired: later executions skip it.
 
-class _ListPartition(StatelessSinkPartition[X]):
-    def __init__(self, items: list[X]) -> None:
-        self._items = items
+        >>> marker = TestingSource.ABORT()
+        >>> TestingSource([1, marker, 2]).on_abort(1)
+        >>> marker
+        TestingSource.ABORT(_triggered=True)
+        """
+        items = self._items
+        if not isinstance(items, list) or not isinstance(detail, int):
+            return  # markers can only be found again in a list
+        if 0 <= detail < len(items) and isinstance(items[detail], TestingSource.ABORT):
+            items[detail]._triggered = True
 
-    def write_batch(self, items: list[X]) -> None:
-        self._items.extend(items)
 
+class TestingSink(CallerSink[X]):
+    """Appends every item to ``ls``, in the caller's process whatever the execution mode.
 
-class TestingSink(DynamicSink[X]):
-    """Appends every item to ``ls``; from worker processes too, relayed to the caller."""
+    Items written on worker processes are relayed to the caller and appended there.
+    """
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, ls: list[X]) -> None:
         self._items = ls
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ListPartition[X]:
-        return _ListPartition(self._items)
+    def write_in_caller(self, items: list[X], worker_index: int) -> None:
+        self._items.extend(items)
 
 
 @dataclass

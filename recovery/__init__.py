@@ -13,7 +13,10 @@ checks it): the engine calls it, never the other way round.
 - A store records which steps hold state: an edited flow resumes it unless it lost a
   step that has state (:class:`OrphanedStateError`; ``RecoveryConfig(drop_state=...)``
   deletes that state instead).
-- ``python -m recovery init|inspect|gc|verify DIR`` (:mod:`recovery.cli`).
+- ``python -m recovery init|inspect|gc|verify DIR`` (:mod:`recovery.cli`);
+  :func:`verify_store` checks every page without handing the file to LMDB first.
+- A store is private to its owner: directories it creates are 0700, its files 0600
+  (``recovery._access``).
 - Errors derive from :class:`RecoveryError` (:mod:`recovery.errors`).
 """
 
@@ -37,8 +40,8 @@ from recovery._store import (
     RecoveryStore,
     Snapshot,
     init_db_dir,
-    verify_store,
 )
+from recovery._verify import VerifyReport, verify_store
 from recovery.errors import (
     CorruptStoreError,
     FlowMismatchError,
@@ -76,6 +79,7 @@ __all__ = [
     "StoreFullError",
     "StoreInUseError",
     "UnpicklableStateError",
+    "VerifyReport",
     "backup_epochs",
     "gc_horizon",
     "gc_plan",

@@ -8,13 +8,27 @@ counted. Handles are keyed by pid as well: an environment is never used across
 
 Settings: no ``writemap`` (a full disk would be a SIGBUS instead of an error), a large
 sparse map (the file only grows as pages are written), ``reader_check()`` on open to
-clear reader slots of dead processes.
+clear reader slots of dead processes. Files are created private (``recovery._access``).
+
+Damaged files: before LMDB maps ``data.mdb``, the file must hold at least both meta
+pages; after LMDB validated the meta pages (magic, version, page size) the file must
+cover every page the committed meta claims, since touching a page beyond the end of a
+mapped file is a SIGBUS. LMDB 0.9 refuses page numbers beyond the committed end and
+checks page types as it walks (``MDB_CORRUPTED``/``MDB_PAGE_NOTFOUND``); records that
+LMDB returns but that do not decode as this package's layout are reported as
+corruption too. All of those become :class:`CorruptStoreError`. LMDB keeps no
+checksums: a flipped bit inside a stored value is invisible to it (a state then fails
+to unpickle with an error naming step, key and epoch, or loads changed).
+``python -m recovery verify DIR`` checks every page without handing the file to LMDB.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
+import struct
 import sys
 import threading
 from collections.abc import Iterator
@@ -25,6 +39,12 @@ from typing import Any
 
 import lmdb
 
+from recovery._access import (
+    FILE_MODE,
+    make_private_dir,
+    tighten_store_files,
+    warn_if_shared,
+)
 from recovery._codec import FORMAT_VERSION, READABLE_FORMATS
 from recovery.errors import (
     CorruptStoreError,
@@ -61,6 +81,10 @@ _CORRUPTION_ERRORS = (
     lmdb.BadValsizeError,
     lmdb.PanicError,
 )
+#: Free bytes below which an I/O error while writing is taken for a full disk.
+_NEARLY_FULL = 1 << 20
+#: Raised while decoding a record LMDB returned: the bytes are not in our layout.
+_DECODE_ERRORS = (UnicodeDecodeError, struct.error, json.JSONDecodeError, IndexError)
 
 
 @dataclass
@@ -97,14 +121,57 @@ def translate_errors(path: Path, map_size: int) -> Iterator[None]:
         raise StoreFullError(msg) from error
     except _CORRUPTION_ERRORS as error:
         raise _corrupt(path, str(error)) from error
+    except _DECODE_ERRORS as error:
+        detail = f"a record does not decode: {type(error).__name__}: {error}"
+        raise _corrupt(path, detail) from error
     except lmdb.Error as error:
-        if isinstance(error, lmdb.DiskError) or _errno_of(error) in (errno.ENOSPC, errno.EDQUOT):
+        if _is_disk_full(path, error):
             msg = (
-                f"disk full on {path}: free disk space (or quota) and run again; "
-                "this commit was not written, the last committed epoch is intact"
+                f"disk full on {path}{_space_report(path)}: free disk space (or quota) there, "
+                "or copy the store directory to a bigger disk, and run again; this commit "
+                "was not written, the last committed epoch is intact"
             )
             raise StoreFullError(msg) from error
         raise RecoveryError(f"recovery store {path}: LMDB error: {error}") from error
+
+
+def _is_disk_full(path: Path, error: lmdb.Error) -> bool:
+    """Whether a write failed for want of space.
+
+    LMDB reports a short write (what a full disk gives it mid-commit) as EIO, not
+    ENOSPC: EIO with (almost) no space left on the store's filesystem counts as full.
+    """
+    code = _errno_of(error)
+    if isinstance(error, lmdb.DiskError) or code in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if code != errno.EIO and os.strerror(errno.EIO) not in str(error):
+        return False
+    try:
+        return shutil.disk_usage(path).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+def _space_report(path: Path) -> str:
+    """`` (N free of M; data.mdb is K)`` for a disk-full message, or ``""``."""
+    try:
+        usage = shutil.disk_usage(path)
+        data_size = (path / DATA_FILE_NAME).stat().st_size
+    except OSError:
+        return ""
+    return (
+        f" ({_bytes(usage.free)} free of {_bytes(usage.total)}; "
+        f"{DATA_FILE_NAME} is {_bytes(data_size)})"
+    )
+
+
+def _bytes(count: int) -> str:
+    """``count`` bytes, with MiB when that reads better.
+
+    >>> _bytes(512), _bytes(3 * 2**20)
+    ('512 bytes', '3145728 bytes (3.0 MiB)')
+    """
+    return f"{count} bytes" if count < 2**20 else f"{count} bytes ({count / 2**20:.1f} MiB)"
 
 
 def _errno_of(error: lmdb.Error) -> int | None:
@@ -117,8 +184,9 @@ def _errno_of(error: lmdb.Error) -> int | None:
 
 def _corrupt(path: Path, detail: str) -> CorruptStoreError:
     msg = (
-        f"recovery store {path} is corrupted or truncated ({detail}); restore it from a "
-        "backup or start afresh with a new store (python -m recovery init DIR)"
+        f"recovery store {path} is corrupted or truncated ({path / DATA_FILE_NAME}: "
+        f"{detail}); `python -m recovery verify {path}` lists the damage; restore it from "
+        "a backup or start afresh with a new store (python -m recovery init DIR)"
     )
     return CorruptStoreError(msg)
 
@@ -142,6 +210,7 @@ def _lmdb_open(path: Path, map_size: int) -> lmdb.Environment:
             max_dbs=len(SUB_DATABASES) + 1,
             max_readers=_MAX_READERS,
             lock=True,
+            mode=FILE_MODE,
         )
     except _CORRUPTION_ERRORS as error:
         raise _corrupt(path, str(error)) from error
@@ -165,6 +234,9 @@ def _open_sub_databases(path: Path, env: lmdb.Environment) -> dict[str, Any]:
         except lmdb.NotFoundError:
             dbs[name] = None
     if dbs["meta"] is None:
+        if _has_records(env):  # shmflow's own sub-databases unreachable: damage?
+            detail = "shmflow's meta sub-database is missing: a damaged store, or not one"
+            raise _corrupt(path, detail)
         raise _no_store(path, "an LMDB environment without shmflow's meta sub-database")
     missing = [name for name, db in dbs.items() if db is None]
     if missing:
@@ -185,6 +257,12 @@ def _open_sub_databases(path: Path, env: lmdb.Environment) -> dict[str, Any]:
         )
         raise RecoveryError(msg)
     return dbs
+
+
+def _has_records(env: lmdb.Environment) -> bool:
+    """Whether the main database holds anything (an initialised store's sub-db names)."""
+    with env.begin() as txn:
+        return txn.stat()["entries"] > 0
 
 
 def open_environment(db_dir: str | os.PathLike[str], map_size: int | None = None) -> Environment:
@@ -210,6 +288,7 @@ def open_environment(db_dir: str | os.PathLike[str], map_size: int | None = None
             raise _corrupt(path, f"{DATA_FILE_NAME} has only {size} bytes")
         map_size = DEFAULT_MAP_SIZE if map_size is None else map_size
         env = _lmdb_open(path, map_size)
+        tighten_store_files(path)
         try:
             with translate_errors(path, map_size):
                 env.reader_check()
@@ -243,7 +322,8 @@ def create_environment(db_dir: str | os.PathLike[str]) -> bool:
     Safe to call on an initialised store (it changes nothing) and while it is open.
     """
     path = Path(db_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    if not make_private_dir(path):
+        warn_if_shared(path)
     data_file = path / DATA_FILE_NAME
     if data_file.exists() and data_file.stat().st_size < _MIN_DATA_FILE:
         raise _corrupt(path, f"{DATA_FILE_NAME} has only {data_file.stat().st_size} bytes")
@@ -259,9 +339,11 @@ def create_environment(db_dir: str | os.PathLike[str]) -> bool:
                 writemap=False,
                 max_dbs=len(SUB_DATABASES) + 1,
                 max_readers=_MAX_READERS,
+                mode=FILE_MODE,
             )
         except lmdb.Error as error:
             raise _corrupt(path, f"LMDB cannot open it: {error}") from error
+        tighten_store_files(path)
         try:
             with translate_errors(path, DEFAULT_MAP_SIZE):
                 _check_file_covers_pages(path, env)

@@ -6,18 +6,22 @@ whole execution. The kernel releases a ``flock`` when its holder dies, even by S
 so a crashed execution never leaves a stale lock behind. The holder writes its pid and
 start time into the file so a refused execution can say who holds the store.
 
-The file descriptor is not inheritable: worker processes never hold the lock.
+The file descriptor is not inheritable: worker processes never hold the lock. The file
+is private to its owner (mode 0600) and never opened through a symlink. Taking the lock
+logs a warning if other users can enter the store directory (``recovery._access``).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from recovery.errors import StoreInUseError
+from recovery._access import FILE_MODE, warn_if_shared
+from recovery.errors import RecoveryError, StoreInUseError
 
 __all__ = ["LOCK_FILE_NAME", "ExecutionLock"]
 
@@ -43,8 +47,20 @@ class ExecutionLock:
     def acquire(cls, db_dir: str | os.PathLike[str]) -> ExecutionLock:
         """Take the lock of the store in ``db_dir`` or raise :class:`StoreInUseError`."""
         path = Path(db_dir) / LOCK_FILE_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
+            fd = os.open(path, flags, FILE_MODE)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+            msg = (
+                f"{path} is a symbolic link, which a store never has (someone replaced the "
+                "lock file); refusing to follow it. Remove it and check who can write to "
+                f"{path.parent}"
+            )
+            raise RecoveryError(msg) from None
+        try:
+            _make_private(fd)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, _HOLDER_INFO_MAX, 0).decode("utf-8", "replace")
@@ -53,6 +69,7 @@ class ExecutionLock:
         except BaseException:
             os.close(fd)
             raise
+        warn_if_shared(Path(db_dir))
         since = datetime.now(UTC).isoformat(timespec="seconds")
         record = f"{os.getpid()} {since}\n".encode()
         os.pwrite(fd, record, 0)  # write before truncating: a reader never sees it empty
@@ -92,6 +109,13 @@ class ExecutionLock:
     def __repr__(self) -> str:
         state = "held" if self.held else "released"
         return f"ExecutionLock({str(self.path)!r}, pid={self.pid}, since={self.since}, {state})"
+
+
+def _make_private(fd: int) -> None:
+    """Mode 0600 for a lock file this user owns (open's mode was masked by the umask)."""
+    info = os.fstat(fd)
+    if info.st_uid == os.geteuid() and info.st_mode & 0o777 != FILE_MODE:
+        os.fchmod(fd, FILE_MODE)
 
 
 def _in_use_error(db_dir: Path, holder: str) -> StoreInUseError:

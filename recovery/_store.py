@@ -59,7 +59,6 @@ from recovery._codec import (
 )
 from recovery._config import step_id_set
 from recovery._env import (
-    DATA_FILE_NAME,
     Environment,
     create_environment,
     open_environment,
@@ -70,10 +69,8 @@ from recovery._keys import DEFAULT_KEY_GROUPS
 from recovery._lock import ExecutionLock
 from recovery._resume import FIRST_EPOCH, gc_horizon, resume_epoch
 from recovery.errors import (
-    CorruptStoreError,
     FlowMismatchError,
     InconsistentPartitionsError,
-    NoPartitionsError,
     OrphanedStateError,
     RecoveryError,
     StaleExecutionError,
@@ -87,7 +84,6 @@ __all__ = [
     "RecoveryStore",
     "Snapshot",
     "init_db_dir",
-    "verify_store",
 ]
 
 #: One snapshot handed to :meth:`EpochWriter.commit_epoch`: (step id, key, epoch, state).
@@ -95,7 +91,6 @@ Snapshot = tuple[str, str, int, Any]
 
 _PICKLE_PROTOCOL = 5
 _REPR_LIMIT = 200
-_PROBLEMS_SHOWN = 5
 
 
 def init_db_dir(db_dir: str | os.PathLike[str], count: int = 1) -> None:
@@ -345,7 +340,8 @@ class RecoveryStore:
                 f"recovery store {self.path} holds state of {len(kept)} step(s) that flow "
                 f"{flow_id!r} no longer has (removed or renamed): {listed}. Resuming would "
                 "lose that state: give the step(s) their old ids back, or drop the state for "
-                f"good with RecoveryConfig({str(self.path)!r}, drop_state={{{listed}}})"
+                f"good with RecoveryConfig({str(self.path)!r}, drop_state={{{listed}}}) "
+                f"(command line: --drop-state STEP_ID for each)"
             )
             raise OrphanedStateError(msg, tuple(kept))
         for step_id in orphaned:
@@ -636,7 +632,7 @@ class RecoveryStore:
                     best = (key, value)
             if best is not None:
                 chosen.append(best)
-        return _restore_states(step_id, width, chosen)
+        return _restore_states(handle.path, step_id, width, chosen)
 
     # -- reporting -----------------------------------------------------------------
 
@@ -827,7 +823,9 @@ class EpochWriter:
         return items
 
 
-def _restore_states(step_id: str, width: int, chosen: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+def _restore_states(
+    path: Path, step_id: str, width: int, chosen: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
     """Unpickle the chosen snapshots by state key; tombstones are left out."""
     states: dict[str, Any] = {}
     loads = pickle.loads
@@ -848,9 +846,11 @@ def _restore_states(step_id: str, width: int, chosen: list[tuple[bytes, bytes]])
     except Exception as error:
         state_key = decode_value(value)[0] or ("", key[width + 1 : -8].decode(encoding, errors))
         msg = (
-            f"cannot unpickle the state of step {step_id!r}, key {_cut(state_key[1])}, "
-            f"epoch {int.from_bytes(key[-8:], 'big')}: {type(error).__name__}: {error}; "
-            "the worker must be able to import every class the state uses"
+            f"recovery store {path}: cannot unpickle the state of step {step_id!r}, key "
+            f"{_cut(state_key[1])}, epoch {int.from_bytes(key[-8:], 'big')}: "
+            f"{type(error).__name__}: {error}; the worker must be able to import every "
+            "class the state uses (if it can, the stored bytes are damaged: restore the "
+            "store from a backup or start afresh with a new store)"
         )
         raise RecoveryError(msg) from error
     return states
@@ -942,38 +942,3 @@ def _step_stats(cursor: Any) -> dict[str, dict[str, Any]]:
         if stats["newest_epoch"] is None or epoch > stats["newest_epoch"]:
             stats["newest_epoch"] = epoch
     return steps
-
-
-def verify_store(db_dir: str | os.PathLike[str]) -> None:
-    """Check every page of the store's data file without handing it to LMDB.
-
-    Uses py-lmdb's offline verifier (pure Python, lmdb >= 3.0): a damaged file cannot
-    crash the caller. Run it on an idle store (hold its execution lock). Raises
-    :class:`CorruptStoreError` listing the first problems found,
-    :class:`NoPartitionsError` when there is no data file.
-    """
-    path = Path(db_dir)
-    data_file = path / DATA_FILE_NAME
-    if not data_file.is_file():
-        msg = f"no recovery store at {path} ({data_file} does not exist); create one first"
-        raise NoPartitionsError(msg)
-    try:
-        from lmdb import verify as lmdb_verify
-    except ImportError as error:  # pragma: no cover - lmdb < 3.0
-        raise RecoveryError("verifying a store needs lmdb >= 3.0 (pip install -U lmdb)") from error
-    try:
-        problems = lmdb_verify.verify(str(path))
-    except lmdb_verify.VerifyError as error:
-        problems = [str(error)]
-    if problems:
-        shown = "; ".join(problems[:_PROBLEMS_SHOWN])
-        more = (
-            f" (and {len(problems) - _PROBLEMS_SHOWN} more)"
-            if len(problems) > _PROBLEMS_SHOWN
-            else ""
-        )
-        msg = (
-            f"recovery store {path} is corrupted: {shown}{more}; restore it from a backup "
-            "or start afresh with a new store"
-        )
-        raise CorruptStoreError(msg)

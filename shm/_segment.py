@@ -19,6 +19,17 @@ run can be found and removed with :func:`cleanup_stale`. Every segment starts wi
 64-byte header recording the creator's pid and process start time, so a reused pid is not
 mistaken for the (dead) creator.
 
+On a machine shared with other users (``/dev/shm`` is world-writable):
+
+* a segment is readable and writable by its owner only (mode 0600, set with ``fchmod``
+  whatever the umask), so another user can neither read the batches nor write into them;
+* :func:`new_run_id` is 128 bits from :mod:`secrets`, so another user cannot predict a
+  segment's name and create it first;
+* creation uses ``O_EXCL`` (which also refuses a symlink): a name that exists already,
+  e.g. pre-created by another user, is refused with :class:`~shm.errors.ShmError` naming
+  its owner, never opened; ``attach`` refuses a segment owned by another user;
+* :func:`cleanup_stale` leaves other users' segments alone.
+
 Space is reserved at creation with ``posix_fallocate``: a too-small ``/dev/shm`` fails
 right there with :class:`~shm.errors.ShmFull`, never with SIGBUS in the middle of a run.
 """
@@ -63,14 +74,24 @@ _MAGIC = b"SHMFLSEG"
 _VERSION = 1
 # magic, version, header size, creator pid, creator start token, usable size
 _HEADER = struct.Struct("<8sIIQQQ")
+#: Segment files are readable and writable by their owner only.
+_MODE = 0o600
 _RUN_ID_RE = re.compile(r"^[0-9A-Za-z]+$")
 _TAG_RE = re.compile(r"^[0-9A-Za-z_.-]+$")
 _NAME_RE = re.compile(r"^shmflow-(\d+)-([0-9A-Za-z]+)-([0-9A-Za-z_.-]+)$")
 
 
+#: Random bytes in a run id: enough that nobody can guess the names of a run's segments.
+_RUN_ID_BYTES = 16
+
+
 def new_run_id() -> str:
-    """Return a fresh short random run id (8 hex digits)."""
-    return secrets.token_hex(4)
+    """Return a fresh unguessable run id (32 hex digits from :mod:`secrets`).
+
+    The run id is the part of a segment name that another local user cannot predict;
+    pass your own only where names need not be secret (tests).
+    """
+    return secrets.token_hex(_RUN_ID_BYTES)
 
 
 def segment_directory(directory: str | None = None) -> str:
@@ -166,8 +187,9 @@ class Segment:
     ) -> Segment:
         """Create, preallocate and map a new segment with ``size`` usable bytes.
 
-        The caller owns it and must eventually ``unlink()`` it. Raises :class:`ShmFull`
-        when the directory lacks space, :class:`ShmError` when the name exists.
+        The caller owns it and must eventually ``unlink()`` it. The file is private to
+        this user (mode 0600). Raises :class:`ShmFull` when the directory lacks space,
+        :class:`ShmError` when the name exists (whoever made it: it is never opened).
         """
         if size < 0:
             raise ValueError(f"segment size must be >= 0, got {size}")
@@ -181,14 +203,12 @@ class Segment:
         spec = SegmentSpec(name=name, size=size, directory=directory)
         total = HEADER_SIZE + size
         try:
-            fd = os.open(spec.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(spec.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _MODE)
         except FileExistsError:
-            raise ShmError(
-                f"shared-memory segment {spec.path} already exists; "
-                "give each segment of a run a distinct tag (or a new run id)"
-            ) from None
+            raise _exists_error(spec.path) from None
         try:
             try:
+                os.fchmod(fd, _MODE)  # the mode given to open() was masked by the umask
                 _preallocate(fd, total, directory)
                 mapping = mmap.mmap(fd, total)
             finally:
@@ -206,14 +226,21 @@ class Segment:
     def attach(cls, spec: SegmentSpec) -> Segment:
         """Map an existing segment. The handle does not own it (never unlinks)."""
         try:
-            fd = os.open(spec.path, os.O_RDWR)
+            fd = os.open(spec.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise ShmError(
                 f"shared-memory segment {spec.path} does not exist (already unlinked, or "
                 "its creator died and it was cleaned up); attach while the creator holds it"
             ) from None
         try:
-            actual = os.fstat(fd).st_size
+            stat = os.fstat(fd)
+            if stat.st_uid != os.geteuid():
+                raise ShmError(
+                    f"segment {spec.path} belongs to uid {stat.st_uid}, not to this user "
+                    f"(uid {os.geteuid()}): it was not created by this run's owner; refusing "
+                    "to attach. Remove it (as its owner or root) and start the run again"
+                )
+            actual = stat.st_size
             if actual != HEADER_SIZE + spec.size:
                 raise ShmError(
                     f"segment {spec.path} is {actual} bytes, expected "
@@ -306,6 +333,25 @@ class Segment:
         return f"<Segment {self.name} size={self.size} {role}{' closed' if self.closed else ''}>"
 
 
+def _exists_error(path: str) -> ShmError:
+    """The error for a segment name that exists: ours (a reused tag) or another user's."""
+    try:
+        owner = os.lstat(path).st_uid
+    except FileNotFoundError:
+        owner = os.geteuid()
+    if owner != os.geteuid():
+        return ShmError(
+            f"shared-memory segment {path} already exists and belongs to uid {owner}, not "
+            f"to this user (uid {os.geteuid()}): another user created it first; refusing "
+            "to use it. Remove it (as that user or root) or choose another segment "
+            f"directory (${SEGMENT_DIR_ENV})"
+        )
+    return ShmError(
+        f"shared-memory segment {path} already exists; "
+        "give each segment of a run a distinct tag (or a new run id)"
+    )
+
+
 def _preallocate(fd: int, total: int, directory: str) -> None:
     """Reserve ``total`` bytes for ``fd`` now, or raise :class:`ShmFull`."""
     stats = os.statvfs(directory)
@@ -350,8 +396,8 @@ def _creator_alive(path: str, pid: int) -> bool:
     try:
         with open(path, "rb") as segment_file:
             header = segment_file.read(_HEADER.size)
-    except FileNotFoundError:
-        return True  # gone already; nothing to clean
+    except (FileNotFoundError, PermissionError):
+        return True  # gone already, or not ours to read: nothing to clean
     if len(header) < _HEADER.size:
         return True  # being created right now by a live process with this pid
     magic, _version, _header_size, creator_pid, creator_token, _size = _HEADER.unpack(header)
@@ -360,12 +406,22 @@ def _creator_alive(path: str, pid: int) -> bool:
     return creator_token == token
 
 
+def _ours_to_clean(path: str) -> bool:
+    """Whether this process may sweep ``path``: a file of this user (root: anyone's)."""
+    euid = os.geteuid()
+    try:
+        return euid == 0 or os.lstat(path).st_uid == euid
+    except FileNotFoundError:
+        return False
+
+
 def cleanup_stale(run_id: str | None = None, *, directory: str | None = None) -> list[str]:
     """Remove segments whose creator process is gone; return the removed names.
 
     ``run_id`` limits the sweep to one run. Segments of live processes are never
     touched; a dead creator's pid reused by another process is recognised by the
-    start time recorded in the segment header.
+    start time recorded in the segment header. Segments of other users are skipped
+    (root sweeps everyone's).
     """
     directory = segment_directory(directory)
     removed = []
@@ -381,9 +437,9 @@ def cleanup_stale(run_id: str | None = None, *, directory: str | None = None) ->
         if run_id is not None and name_run_id != run_id:
             continue
         path = os.path.join(directory, name)
-        if _creator_alive(path, pid):
+        if not _ours_to_clean(path) or _creator_alive(path, pid):
             continue
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             os.unlink(path)
             removed.append(name)
     return removed

@@ -24,10 +24,12 @@ def _utc_now() -> datetime:
 class _CollectLogic(StatefulBatchLogic[V, list[V], CollectState]):
     """The list being gathered for one key and its deadline.
 
-    The deadline is ``timeout`` after the first value of the list (``None`` if that is
-    beyond what a datetime can hold). A list is emitted when it reaches ``max_size``, by
-    :meth:`on_notify` at its deadline, at EOF, or, if the deadline passed before the
-    notification ran, just before newer values would be added to it.
+    As in Bytewax 0.21, the deadline restarts at every value: it is ``timeout`` after the
+    last value added to the list (``None`` if that is beyond what a datetime can hold). A
+    list is emitted when it reaches ``max_size``, by :meth:`on_notify` at its deadline,
+    or at EOF. A value arriving after the deadline but before the notification ran joins
+    the list and restarts the deadline (the runtime calls ``on_batch`` before
+    ``on_notify`` within an activation).
     """
 
     __slots__ = ("acc", "deadline", "max_size", "now_getter", "timeout")
@@ -52,16 +54,10 @@ class _CollectLogic(StatefulBatchLogic[V, list[V], CollectState]):
             return None
 
     def on_batch(self, values: list[V]) -> tuple[Iterable[list[V]], bool]:
-        now = self.now_getter()
         out: list[list[V]] = []
         acc, max_size = self.acc, self.max_size
-        if acc and self.deadline is not None and now >= self.deadline:
-            out.append(acc)
-            acc = []
         start, count = 0, len(values)
         while start < count:
-            if not acc:
-                self.deadline = self._deadline_from(now)
             end = start + max_size - len(acc)
             acc.extend(values[start:end])
             start = end
@@ -69,6 +65,7 @@ class _CollectLogic(StatefulBatchLogic[V, list[V], CollectState]):
                 out.append(acc)
                 acc = []
         self.acc = acc
+        self.deadline = self._deadline_from(self.now_getter()) if acc else None
         # An empty list has nothing left to time out: drop the key's state.
         return out, not acc
 
@@ -95,7 +92,8 @@ def collect(
     """Per key, gather values into lists of up to ``max_size`` values.
 
     A list is emitted as soon as it holds ``max_size`` values, or when ``timeout`` has
-    passed since its first value, whichever comes first; lists still open when the
+    passed since its latest value (each value restarts the timeout, as in Bytewax),
+    whichever comes first; lists still open when the
     upstream ends are emitted then. ``max_size`` must be a positive int and ``timeout``
     a non-negative timedelta (``timedelta.max`` never times out).
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from engine._checks import require_callable
 from engine.dataflow import Dataflow, Stream, add_core_step, operator
 from engine.inputs import Source
 from engine.outputs import Sink
@@ -39,12 +40,6 @@ KeyedStream: TypeAlias = Stream[tuple[str, V]]
 """A stream of ``(key, value)`` 2-tuples with ``str`` keys, as keyed steps need."""
 
 _EMPTY: tuple[()] = ()
-
-
-def _check_callable(step_name: str, name: str, value: object) -> None:
-    if not callable(value):
-        msg = f"{step_name}: {name} must be callable; got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
 
 
 @operator(_core=True)
@@ -123,7 +118,7 @@ def flat_map_batch(
     >>> out
     [6]
     """
-    _check_callable(f"flat_map_batch {step_id!r}", "mapper", mapper)
+    require_callable(mapper, "mapper")
     (down,) = add_core_step("flat_map_batch", up.flow(), [up], ["down"], mapper=mapper)
     return down
 
@@ -153,7 +148,7 @@ def branch(step_id: str, up: Stream[X], predicate: Callable[[X], bool]) -> Branc
     >>> evens, odds
     ([0, 2, 4], [1, 3])
     """
-    _check_callable(f"branch {step_id!r}", "predicate", predicate)
+    require_callable(predicate, "predicate")
     trues, falses = add_core_step(
         "branch", up.flow(), [up], ["trues", "falses"], predicate=predicate
     )
@@ -213,7 +208,7 @@ def inspect_debug(
     >>> run_main(flow)
     dbg_eg.dbg W0 @1: 'x'
     """
-    _check_callable(f"inspect_debug {step_id!r}", "inspector", inspector)
+    require_callable(inspector, "inspector")
     (down,) = add_core_step("inspect_debug", up.flow(), [up], ["down"], inspector=inspector)
     return down
 
@@ -262,7 +257,9 @@ class StatefulKernel:
     """Declares that a ``stateful_batch`` builder is one of the runtime's fast kernels.
 
     ``kind="map"``: the builder's logic is exactly ``stateful_map(fn)``; ``kind="fold"``:
-    it reduces values with the associative ``fn`` and emits the result at EOF. The
+    it reduces values with the associative ``fn`` and emits the result at EOF;
+    ``kind="window"``: it is a fold window step whose clock, windower and folds are in
+    ``params`` (a ``WindowKernelParams``) and ``fn`` is the folder. The
     runtime then keeps plain per-key states in one dict instead of a logic object per
     key; results and snapshots are the same as running the builder's logic.
     """
@@ -270,6 +267,8 @@ class StatefulKernel:
     kind: str
     fn: Callable[..., Any]
     user_step_id: str
+    #: What else the kernel needs (e.g. the clock and windower of ``kind="window"``).
+    params: Any = None
 
 
 @operator(_core=True)
@@ -305,7 +304,7 @@ def stateful_batch(
     >>> out
     [('a', 1), ('b', 5), ('a', 3)]
     """
-    _check_callable(f"stateful_batch {step_id!r}", "builder", builder)
+    require_callable(builder, "builder")
     # ``_kernel`` is for the operators of this package only: it tells the plan that
     # ``builder`` is one of the runtime's batch kernels (see StatefulKernel).
     (down,) = add_core_step(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from engine._checks import require_callable
 from engine.dataflow import Stream, current_step_id, operator
 from engine.operators._core import flat_map_batch
 
@@ -137,9 +138,7 @@ def enrich_cached(
     """
     outer = current_step_id()
     for name, fn in (("getter", getter), ("mapper", mapper), ("_now_getter", _now_getter)):
-        if not callable(fn):
-            msg = f"enrich_cached {outer!r}: {name} must be callable; got {fn!r}"
-            raise TypeError(msg)
+        require_callable(fn, name, where=f"enrich_cached {outer!r}")
     if not isinstance(ttl, timedelta):
         msg = f"enrich_cached {outer!r}: ttl must be a timedelta; got {ttl!r}"
         raise TypeError(msg)

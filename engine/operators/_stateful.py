@@ -16,6 +16,7 @@ from datetime import datetime
 from operator import add as _add
 from typing import Any, Generic, TypeVar
 
+from engine._checks import require_callable
 from engine._keyed import check_keyed
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
@@ -400,9 +401,7 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
     count_eg.show: ('a', 2)
     count_eg.show: ('b', 1)
     """
-    if not callable(key):
-        msg = f"step {current_step_id()!r}: key must be callable; got {key!r}"
-        raise TypeError(msg)
+    require_callable(key, "key")
     step = current_step_id()
 
     count_items_themselves = _is_identity(key)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
+from engine._checks import require_callable
 from engine._keyed import check_keyed
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
@@ -43,12 +45,6 @@ def _apply(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
     return list(builtins.map(fn, batch))
 
 
-def _require_callable(fn: object, what: str) -> None:
-    if not callable(fn):
-        msg = f"step {current_step_id()!r}: {what} must be callable; got {fn!r}"
-        raise TypeError(msg)
-
-
 def _check_bools(step_id: str, batch: list[Any], flags: list[Any], what: str) -> None:
     """Raise ItemTypeError unless every flag is a bool."""
     if {type(f) for f in flags} <= {bool}:
@@ -60,6 +56,14 @@ def _check_bools(step_id: str, batch: list[Any], flags: list[Any], what: str) ->
                 f"{type(flag).__name__} {item_repr(flag)} for item {item_repr(item)}"
             )
             raise ItemTypeError(msg)
+
+
+def _not_iterable(step_id: str, result: object, item: object) -> ItemTypeError:
+    return ItemTypeError(
+        f"mapper of step {step_id!r} must return an iterable (it expects mapper results "
+        f"to be iterables); it returned {type(result).__name__} {item_repr(result)} for "
+        f"item {item_repr(item)}. Return a list, e.g. [value], or [] to emit nothing"
+    )
 
 
 @operator
@@ -76,7 +80,7 @@ def map(step_id: str, up: Stream[X], mapper: Callable[[X], Y]) -> Stream[Y]:
     map_eg.show: 2
     map_eg.show: 3
     """
-    _require_callable(mapper, "mapper")
+    require_callable(mapper, "mapper")
 
     def map_batch(batch: list[X]) -> list[Y]:
         return _apply(mapper, batch)
@@ -97,7 +101,7 @@ def map_value(step_id: str, up: KeyedStream[V], mapper: Callable[[V], W]) -> Key
     >>> run_main(flow)
     mv_eg.show: ('a', -1)
     """
-    _require_callable(mapper, "mapper")
+    require_callable(mapper, "mapper")
     step = current_step_id()
 
     def map_value_batch(batch: list[tuple[str, V]]) -> list[tuple[str, W]]:
@@ -124,10 +128,22 @@ def flat_map(step_id: str, up: Stream[X], mapper: Callable[[X], Iterable[Y]]) ->
     fm_eg.show: 'a'
     fm_eg.show: 'b'
     """
-    _require_callable(mapper, "mapper")
+    require_callable(mapper, "mapper")
+
+    step = current_step_id()
 
     def flat_map_each(batch: list[X]) -> list[Y]:
-        return [y for x in batch for y in mapper(x)]
+        out: list[Y] = []
+        extend = out.extend
+        for x in batch:
+            ys = mapper(x)
+            try:
+                extend(ys)
+            except TypeError:
+                if not isinstance(ys, Iterable):
+                    raise _not_iterable(step, ys, x) from None
+                raise
+        return out
 
     return flat_map_batch("flat_map_batch", up, flat_map_each)
 
@@ -148,15 +164,28 @@ def flat_map_value(
     fmv_eg.show: ('k', 'x')
     fmv_eg.show: ('k', 'y')
     """
-    _require_callable(mapper, "mapper")
+    require_callable(mapper, "mapper")
     step = current_step_id()
 
     def flat_map_value_batch(batch: list[tuple[str, V]]) -> list[tuple[str, W]]:
+        out: list[tuple[str, W]] = []
+        append = out.append
         try:
-            return [(k, w) for k, v in batch for w in mapper(v)]
+            for k, v in batch:
+                ws = mapper(v)
+                try:
+                    for w in ws:
+                        append((k, w))
+                except TypeError:
+                    if not isinstance(ws, Iterable):
+                        raise _not_iterable(step, ws, v) from None
+                    raise
+        except ItemTypeError:
+            raise
         except (TypeError, ValueError):
             check_keyed(step, batch)
             raise
+        return out
 
     return flat_map_batch("flat_map_batch", up, flat_map_value_batch)
 
@@ -181,7 +210,10 @@ def flatten(step_id: str, up: Stream[Iterable[X]]) -> Stream[X]:
             return [x for xs in batch for x in xs]
         except TypeError:
             bad = next(xs for xs in batch if not isinstance(xs, Iterable))
-            msg = f"step {step!r} needs iterable items; got {type(bad).__name__} {item_repr(bad)}"
+            msg = (
+                f"step {step!r} needs iterable items (it requires upstream to be iterables); "
+                f"got {type(bad).__name__} {item_repr(bad)}"
+            )
             raise ItemTypeError(msg) from None
 
     return flat_map_batch("flat_map_batch", up, flatten_batch)
@@ -201,7 +233,7 @@ def filter(step_id: str, up: Stream[X], predicate: Callable[[X], bool]) -> Strea
     filter_eg.show: 1
     filter_eg.show: 3
     """
-    _require_callable(predicate, "predicate")
+    require_callable(predicate, "predicate")
     step = current_step_id()
 
     def filter_batch(batch: list[X]) -> list[X]:
@@ -227,7 +259,7 @@ def filter_value(
     >>> run_main(flow)
     fv_eg.show: ('a', 1)
     """
-    _require_callable(predicate, "predicate")
+    require_callable(predicate, "predicate")
     step = current_step_id()
 
     def filter_value_batch(batch: list[tuple[str, V]]) -> list[tuple[str, V]]:
@@ -257,7 +289,7 @@ def filter_map(step_id: str, up: Stream[X], mapper: Callable[[X], Y | None]) -> 
     fmap_eg.show: 1
     fmap_eg.show: 3
     """
-    _require_callable(mapper, "mapper")
+    require_callable(mapper, "mapper")
 
     def filter_map_batch(batch: list[X]) -> list[Y]:
         return [y for y in _apply(mapper, batch) if y is not None]
@@ -281,7 +313,7 @@ def filter_map_value(
     >>> run_main(flow)
     fmapv_eg.show: ('a', 1)
     """
-    _require_callable(mapper, "mapper")
+    require_callable(mapper, "mapper")
     step = current_step_id()
 
     def filter_map_value_batch(batch: list[tuple[str, V]]) -> list[tuple[str, W]]:
@@ -308,7 +340,7 @@ def key_on(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedStream[
     >>> run_main(flow)
     key_eg.show: ('u1', {'id': 'u1'})
     """
-    _require_callable(key, "key")
+    require_callable(key, "key")
     step = current_step_id()
 
     def key_batch(batch: list[X]) -> list[tuple[str, X]]:
@@ -355,6 +387,22 @@ def _print_step_and_item(step_id: str, item: Any) -> None:
     print(f"{step_id}: {item!r}", flush=True)
 
 
+@dataclass(frozen=True)
+class _PrintItems:
+    """The default inspector of :func:`inspect`: prints ``step_id: item``.
+
+    It runs where the item is inspected, also on a worker process (``runs_in_worker``,
+    see :mod:`engine.runtime.relay`), so each line shows the item before later steps
+    change it and comes out in order with that worker's other output.
+    """
+
+    runs_in_worker: ClassVar[bool] = True
+    step_id: str
+
+    def __call__(self, _step_id: str, item: Any, _epoch: int, _worker: int) -> None:
+        _print_step_and_item(self.step_id, item)
+
+
 @operator
 def inspect(
     step_id: str,
@@ -371,8 +419,10 @@ def inspect(
     >>> run_main(flow)
     insp_eg.show: 'hi'
     """
-    _require_callable(inspector, "inspector")
+    require_callable(inspector, "inspector")
     outer = current_step_id()
+    if inspector is _print_step_and_item:
+        return inspect_debug("inspect_debug", up, _PrintItems(outer))
 
     def shim(_inner_step_id: str, item: X, _epoch: int, _worker: int) -> None:
         inspector(outer, item)

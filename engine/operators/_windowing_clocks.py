@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from engine._checks import require_callable
 from engine.errors import item_repr
 
 __all__ = [
@@ -40,6 +41,10 @@ UTC_MIN: datetime = datetime.min.replace(tzinfo=UTC)
 
 def _system_utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+system_utc_now = _system_utc_now
+"""The default ``now_getter`` of the clocks (the window kernel recognises it)."""
 
 
 def _same_time(timestamp: datetime) -> datetime | None:
@@ -372,9 +377,7 @@ class EventClock(Clock[V, _EventClockState]):
     to_system_utc: Callable[[datetime], datetime | None] = _same_time
 
     def __post_init__(self) -> None:
-        if not callable(self.ts_getter):
-            msg = f"EventClock ts_getter must be callable; got {self.ts_getter!r}"
-            raise TypeError(msg)
+        require_callable(self.ts_getter, "ts_getter", where="EventClock")
         if not isinstance(self.wait_for_system_duration, timedelta):
             msg = (
                 "EventClock wait_for_system_duration must be a datetime.timedelta; got "

@@ -9,23 +9,39 @@ on-time ones, inserts the due ones into their windows (in timestamp order when
 What it emits are events ``(kind, window_id, payload)`` with ``kind`` one of
 :data:`DOWN`, :data:`LATE`, :data:`META`; the ``window`` operator splits them into its
 three output streams.
+
+Fold windows over the built-in clocks and sliding/tumbling windowers also declare a
+batch kernel (:func:`window_kernel`, run by ``engine.runtime.nodes.window``) with the
+same outputs and snapshots; :func:`general_path` turns that off while building a flow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
-from engine.operators._core import StatefulBatchLogic
-from engine.operators._windowing_clocks import UTC_MIN, ClockLogic, stamp_batch
+from engine.operators._core import StatefulBatchLogic, StatefulKernel
+from engine.operators._windowing_clocks import (
+    UTC_MIN,
+    Clock,
+    ClockLogic,
+    EventClock,
+    SystemClock,
+    stamp_batch,
+)
 from engine.operators._windowing_windowers import (
+    SlidingWindower,
+    TumblingWindower,
+    Windower,
     WindowerLogic,
     _SlidingWindowerLogic,
 )
@@ -346,4 +362,76 @@ def window_step_builder(
     return build
 
 
-__all__ += ["FoldBuilder", "WindowSnapshot", "window_step_builder"]
+@dataclass(frozen=True)
+class WindowKernelParams:
+    """What the window kernel needs: sliding/tumbling geometry, the clock and the folds.
+
+    ``counting``: the fold counts items (``count_window``), so it may count in bulk.
+    """
+
+    clock: Clock[Any, Any]
+    length: Any
+    offset: Any
+    align_to: datetime
+    fold: FoldBuilder[Any, Any]
+    ordered: bool
+    counting: bool
+
+
+_use_kernels: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "shmflow_window_kernels", default=True
+)
+
+
+@contextlib.contextmanager
+def general_path() -> Iterator[None]:
+    """Window steps defined inside this block run one logic per key, never the kernel.
+
+    For the operators that want the general path (``collect_window``) and for tests and
+    benchmarks comparing the two.
+    """
+    token = _use_kernels.set(False)
+    try:
+        yield
+    finally:
+        _use_kernels.reset(token)
+
+
+def window_kernel(
+    clock: Clock[Any, Any],
+    windower: Windower[Any],
+    builder: Callable[[Any], WindowLogic[Any, Any, Any]],
+    ordered: bool,
+    user_step_id: str,
+    counting: bool = False,
+) -> StatefulKernel | None:
+    """The batch kernel for a window step, or ``None`` if it needs the general path.
+
+    Only folds (:class:`FoldBuilder`) over an :class:`EventClock` or :class:`SystemClock`
+    and a :class:`TumblingWindower` or :class:`SlidingWindower` (exactly those classes:
+    a subclass may change their behaviour) run on the kernel.
+    """
+    if not _use_kernels.get() or not isinstance(builder, FoldBuilder):
+        return None
+    if type(clock) not in (EventClock, SystemClock):
+        return None
+    if type(windower) is TumblingWindower:
+        length = offset = windower.length
+    elif type(windower) is SlidingWindower:
+        length, offset = windower.length, windower.offset
+    else:
+        return None
+    params = WindowKernelParams(
+        clock, length, offset, windower.align_to, builder, ordered, counting
+    )
+    return StatefulKernel("window", builder.folder, user_step_id, params)
+
+
+__all__ += [
+    "FoldBuilder",
+    "WindowKernelParams",
+    "WindowSnapshot",
+    "general_path",
+    "window_kernel",
+    "window_step_builder",
+]

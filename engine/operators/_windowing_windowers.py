@@ -19,6 +19,7 @@ from engine.operators._windowing_clocks import UTC_MIN, ZERO_TD
 __all__ = [
     "LATE_SESSION_ID",
     "SessionWindower",
+    "SlidingState",
     "SlidingWindower",
     "TumblingWindower",
     "WindowMetadata",
@@ -119,6 +120,11 @@ class _SlidingState:
     """Snapshot of sliding/tumbling window bookkeeping: the open windows."""
 
     opened: dict[int, WindowMetadata]
+
+
+SlidingState = _SlidingState
+"""The snapshot type of sliding/tumbling windowers (for the window kernel, which writes
+the same snapshots; the class keeps its private name so stored pickles stay valid)."""
 
 
 class _SlidingWindowerLogic(WindowerLogic[_SlidingState]):

@@ -13,7 +13,10 @@ keyed streams, each item sub-keyed by window id, ``(key, (window_id, value))``:
 
 All windows still open close when the input ends. Everything here is a composition of
 :func:`~engine.operators.stateful_batch` (one per-key logic holding the clock, windower
-and per-window state) and stateless steps that split its output.
+and per-window state) and stateless steps that split its output. Folds over the built-in
+clocks with tumbling or sliding windows (``fold_window``, ``count_window``,
+``reduce_window``, ``max_window``, ``min_window``) also declare a batch kernel that the
+runtime runs instead of the per-key logics, with the same outputs and snapshots.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> import engine.operators as op
@@ -43,6 +46,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar
 
+from engine._checks import require_callable
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import KeyedStream, flat_map_batch, merge, stateful_batch
@@ -62,6 +66,8 @@ from engine.operators._windowing_core import (
     META,
     FoldBuilder,
     WindowLogic,
+    general_path,
+    window_kernel,
     window_step_builder,
 )
 from engine.operators._windowing_windowers import (
@@ -213,9 +219,14 @@ def window(
     window_eg.meta: ('u', (1, WindowMetadata(open_time=datetime.datetime(2024, 1, 1, 0, 9, tzinfo=datetime.timezone.utc), close_time=datetime.datetime(2024, 1, 1, 0, 9, tzinfo=datetime.timezone.utc), merged_ids=set())))
     """  # noqa: E501
     _check_window_args(clock, windower)
-    _require(callable(builder), TypeError, f"builder must be callable; got {builder!r}")
+    require_callable(builder, "builder")
+    counting = isinstance(builder, FoldBuilder) and builder.folder is _count_one
+    kernel = window_kernel(clock, windower, builder, bool(ordered), current_step_id(), counting)
     events = stateful_batch(
-        "stateful_batch", up, window_step_builder(clock, windower, builder, bool(ordered))
+        "stateful_batch",
+        up,
+        window_step_builder(clock, windower, builder, bool(ordered)),
+        _kernel=kernel,
     )
     down = flat_map_batch("unwrap_down", events, _unwrapper(DOWN))
     late = flat_map_batch("unwrap_late", events, _unwrapper(LATE))
@@ -259,7 +270,7 @@ def fold_window(
     fold_window_eg.show: ('k', (1, 'c'))
     """
     for name, fn in (("builder", builder), ("folder", folder), ("merger", merger)):
-        _require(callable(fn), TypeError, f"{name} must be callable; got {fn!r}")
+        require_callable(fn, name)
     return window("window", up, clock, windower, FoldBuilder(builder, folder, merger), ordered)
 
 
@@ -337,7 +348,8 @@ def collect_window(
             f"dict; got {into!r}. Use fold_window for other containers"
         )
         raise TypeError(msg)
-    return fold_window("fold_window", up, clock, windower, *callbacks, ordered=ordered)
+    with general_path():  # collections grow per item: nothing for the kernel to gain
+        return fold_window("fold_window", up, clock, windower, *callbacks, ordered=ordered)
 
 
 def _count_one(count: int, _value: Any) -> int:
@@ -378,7 +390,7 @@ def count_window(
     count_window_eg.show: ('cart', (0, 1))
     count_window_eg.show: ('home', (0, 2))
     """
-    _require(callable(key), TypeError, f"key must be callable; got {key!r}")
+    require_callable(key, "key")
     keyed = key_on("keyed", up, key)
     return fold_window("sum", keyed, clock, windower, _zero, _count_one, int.__add__, ordered=False)
 
@@ -425,7 +437,7 @@ def reduce_window(
     >>> run_main(flow, epoch_interval=timedelta(0))
     reduce_window_eg.show: ('k', (0, 7))
     """
-    _require(callable(reducer), TypeError, f"reducer must be callable; got {reducer!r}")
+    require_callable(reducer, "reducer")
     return fold_window(
         "fold_window", up, clock, windower, _none, _first_then(reducer), reducer, ordered=False
     )

@@ -1,10 +1,10 @@
 """The runtime: executes a compiled plan on one worker or on N worker processes.
 
 Nothing here is public API; users reach it through :func:`engine.run_flow`,
-:mod:`engine.testing` and ``python -m engine.run``. Layers, one way only:
+the testing helpers and ``python -m engine.run``. Layers, one way only:
 ``engine.runtime`` imports the public definitions (dataflow, inputs, outputs,
 operators' logic classes), ``shm`` and ``recovery``; it never imports
-``engine.testing`` or ``engine.tools``.
+the testing helpers or the commands (``tests/test_layers.py`` checks it).
 
 - :mod:`~engine.runtime.plan`: a Dataflow compiled into typed core steps.
 - :mod:`~engine.runtime.progress`: pure frontier and epoch bookkeeping.

@@ -218,14 +218,16 @@ def compile_plan(flow: Dataflow) -> Plan:
     steps = tuple(_plan_step(i, s) for i, s in enumerate(flow.core_steps))
     if not any(s.kind is StepKind.INPUT for s in steps):
         msg = (
-            f"flow {flow.flow_id!r} has no input step; add one with "
+            f"flow {flow.flow_id!r} has no input step (a Dataflow needs to contain at least "
+            "one input step); add one with "
             "engine.operators.input(step_id, flow, source)"
         )
         raise FlowError(msg)
     if not any(s.kind in _OUTPUT_KINDS for s in steps):
         msg = (
             f"flow {flow.flow_id!r} has no output step, so running it would compute "
-            "nothing visible; add engine.operators.output(...) or inspect(...)"
+            "nothing visible (a Dataflow needs to contain at least one output or inspect "
+            "step); add engine.operators.output(...) or inspect(...)"
         )
         raise FlowError(msg)
     return Plan(flow_id=flow.flow_id, steps=steps)

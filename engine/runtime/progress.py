@@ -10,20 +10,49 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 # The first epoch of a fresh run is the recovery store's, re-exported here for the runtime.
 from recovery import FIRST_EPOCH
 
 __all__ = [
+    "DEFAULT_EPOCH_INTERVAL",
     "EOF_FRONTIER",
     "FIRST_EPOCH",
     "EpochClock",
     "SenderMarks",
+    "epoch_interval_seconds",
     "fold_frontiers",
 ]
 
 #: Frontier value meaning "no more data will ever come" (EOF). Fits an int64 slot.
 EOF_FRONTIER = 2**62
+
+#: Epoch length when none is given, as in API.md.
+DEFAULT_EPOCH_INTERVAL = timedelta(seconds=10)
+
+
+def epoch_interval_seconds(epoch_interval: timedelta | None) -> float:
+    """Validate an ``epoch_interval`` argument and return it in seconds.
+
+    ``None`` means :data:`DEFAULT_EPOCH_INTERVAL`; ``timedelta(0)`` means untimed epochs
+    (see :class:`EpochClock`).
+
+    >>> epoch_interval_seconds(None), epoch_interval_seconds(timedelta(milliseconds=250))
+    (10.0, 0.25)
+    """
+    if epoch_interval is None:
+        epoch_interval = DEFAULT_EPOCH_INTERVAL
+    if not isinstance(epoch_interval, timedelta):
+        msg = (
+            f"epoch_interval must be a datetime.timedelta; got "
+            f"{type(epoch_interval).__name__} {epoch_interval!r}"
+        )
+        raise TypeError(msg)
+    if epoch_interval < timedelta(0):
+        msg = f"epoch_interval must not be negative; got {epoch_interval}"
+        raise ValueError(msg)
+    return epoch_interval.total_seconds()
 
 
 def fold_frontiers(frontiers: Iterable[int]) -> int:

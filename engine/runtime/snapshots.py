@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -139,8 +139,12 @@ class StoreSnapshots:
         worker_index: int,
         worker_count: int,
         store: RecoveryStore | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
+        #: Called before every commit: a worker process sends the items its relayed
+        #: sinks got, so output of a committed epoch is never only in its buffers.
+        self._before_commit = before_commit
         self.worker_index = worker_index
         self.worker_count = worker_count
         self._owns_store = store is None
@@ -180,6 +184,8 @@ class StoreSnapshots:
         At EOF the durable frontier is the epoch after the last one (so a later
         execution continues after the end, as Bytewax does), not the EOF marker.
         """
+        if self._before_commit is not None:
+            self._before_commit()
         self._last_epoch = max(self._last_epoch, epoch)
         if frontier >= EOF_FRONTIER:
             recorded = [r[2] for r in self._keyed] + [r[2] for r in self._partition_records]

@@ -9,8 +9,11 @@ Lifecycle of :func:`run_flow`:
 3. start N workers as fresh interpreters (see :mod:`engine.runtime.worker_main`) and send each
    its bootstrap over a private socket;
 4. wait on worker exits (pidfds), control connections and a wakeup pipe in one
-   ``multiprocessing.connection.wait``; relay sink items and inspector calls to the
-   caller; fold worker frontiers into the cluster frontier slot;
+   ``multiprocessing.connection.wait``; handle the workers' control messages (the typed
+   messages of :mod:`engine.runtime.protocol`): replay relayed sink items and inspector
+   calls in the caller (:mod:`engine.runtime.relay`), tell an aborting source through
+   :meth:`~engine.inputs.Source.on_abort`; fold worker frontiers into the cluster
+   frontier slot;
 5. on the first failure stop every worker (SIGTERM, then SIGKILL after a grace period)
    and raise ONE error naming the step, worker and epoch.
 """
@@ -29,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -36,14 +40,22 @@ import psutil
 
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
-from engine.outputs import DynamicSink, StatelessSinkPartition
+from engine.inputs import Source
 from engine.runtime.metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
-from engine.runtime.plan import InspectConfig, OutputConfig, Plan, PlanStep, compile_plan
-from engine.runtime.progress import EOF_FRONTIER, FIRST_EPOCH
+from engine.runtime.plan import InputConfig, Plan, PlanStep, compile_plan
+from engine.runtime.progress import EOF_FRONTIER, FIRST_EPOCH, epoch_interval_seconds
+from engine.runtime.protocol import (
+    Aborted,
+    Bootstrap,
+    Done,
+    Failed,
+    Relay,
+    check_worker_message,
+)
+from engine.runtime.relay import with_relays
+from engine.runtime.shipping import dumps_plan
 from engine.runtime.snapshots import ExecutionInfo, begin_execution
 from engine.runtime.summary import ClusterStatus, RunSummary, summarize
-from engine.runtime.worker_main import Bootstrap, RelayChannel
-from engine.testing import TestingSink, TestingSource, epoch_interval_seconds
 from recovery import RecoveryStore
 from shm import Counters, Ring, cleanup_stale, new_run_id
 
@@ -85,74 +97,10 @@ class _RemoteTraceback(Exception):
         return f"\n\n(traceback in the worker process)\n{self.text}"
 
 
-# -- relays: objects that replace caller-side sinks and inspectors in the shipped plan --
-
-
-class _RelayPartition(StatelessSinkPartition[Any]):
-    def __init__(self, step_index: int) -> None:
-        self.step_index = step_index
-
-    def write_batch(self, items: list[Any]) -> None:
-        channel = RelayChannel.current
-        if channel is not None:
-            channel.add("sink", self.step_index, list(items))
-
-
-class _RelaySink(DynamicSink[Any]):
-    """Stands in for a TestingSink in worker processes: items go back to the caller."""
-
-    def __init__(self, step_index: int) -> None:
-        self.step_index = step_index
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RelayPartition:
-        return _RelayPartition(self.step_index)
-
-
-@dataclass(frozen=True)
-class _RelayInspector:
-    """Stands in for an inspector: calls are replayed in the caller, in order per worker."""
-
-    step_index: int
-
-    def __call__(self, step_id: str, item: Any, epoch: int, worker_index: int) -> None:
-        channel = RelayChannel.current
-        if channel is not None:
-            channel.add("inspect", self.step_index, [(item, epoch)])
-
-
-def _extender(target: list[Any]) -> Callable[[list[Any], int], None]:
-    def extend(items: list[Any], _worker: int) -> None:
-        target.extend(items)
-
-    return extend
-
-
-def _with_relays(plan: Plan) -> tuple[Plan, dict[int, Callable[[list[Any], int], None]]]:
-    """Swap caller-side sinks/inspectors for relays; return the caller-side handlers."""
-    handlers: dict[int, Callable[[list[Any], int], None]] = {}
-    steps = []
-    for step in plan.steps:
-        config = step.config
-        if isinstance(config, OutputConfig) and isinstance(config.sink, TestingSink):
-            handlers[step.index] = _extender(config.sink._items)
-            step = step.with_config(sink=_RelaySink(step.index))
-        elif isinstance(config, InspectConfig):
-            inspector, step_id = config.inspector, step.step_id
-
-            def replay(calls: list[Any], worker: int, fn: Any = inspector, sid: str = step_id):
-                for item, epoch in calls:
-                    fn(sid, item, epoch, worker)
-
-            handlers[step.index] = replay
-            step = step.with_config(inspector=_RelayInspector(step.index))
-        steps.append(step)
-    return plan.with_steps(tuple(steps)), handlers
-
-
 def _pickle_plan(plan: Plan) -> bytes:
-    """cloudpickle the plan; name the step and object that cannot be pickled."""
+    """Pickle the plan for the workers; name the step and object that cannot be pickled."""
     try:
-        return cloudpickle.dumps(plan)
+        return dumps_plan(plan)
     except Exception as ex:
         culprit = _find_unpicklable(plan)
         where = (
@@ -182,9 +130,16 @@ def _find_unpicklable(plan: Plan) -> tuple[PlanStep, str, Any] | None:
 # -- worker processes ---------------------------------------------------------------------
 
 
+#: Where our packages live: workers import ``engine``, ``shm`` and ``recovery`` from here
+#: first, so a user's ``recovery.py`` (or ``shm.py``) on the flow's path cannot shadow them.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 #: Worker processes run this (not ``-m``: the module must keep its one import identity).
+#: They start with ``-P`` (no current directory on ``sys.path``), import our packages from
+#: ``_PACKAGE_ROOT``, then drop that entry; the caller's ``sys.path`` comes with the bootstrap.
 _WORKER_COMMAND = (
-    "import sys; from engine.runtime.worker_main import run_and_exit; run_and_exit(sys.argv)"
+    "import sys; sys.path.insert(0, sys.argv[2]); import shm, recovery, engine; "
+    "del sys.path[0]; from engine.runtime.worker_main import run_and_exit; "
+    "run_and_exit(sys.argv)"
 )
 
 
@@ -207,7 +162,7 @@ def _start_worker(index: int, boot: Bootstrap) -> _WorkerProcess:
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_COMMAND, str(theirs.fileno())],
+            [sys.executable, "-P", "-c", _WORKER_COMMAND, str(theirs.fileno()), _PACKAGE_ROOT],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             # Its own process group: a terminal's Ctrl-C reaches only the supervisor,
@@ -243,11 +198,11 @@ class _Cluster:
         self._stop_requested = False
         self._wakeup_lock = threading.Lock()  # request_stop() vs closing the pipe
         self._next_gc = time.monotonic() + GC_INTERVAL_S
-        #: A source aborted the execution (TestingSource.ABORT): stop without error.
+        #: A source aborted the execution (AbortExecution): stop without error.
         self.aborted = False
         self.options = options
         self.layout = CounterLayout(options.workers, len(plan.steps))
-        shipped, self.handlers = _with_relays(plan)
+        shipped, self.relays = with_relays(plan)
         self.plan_bytes = _pickle_plan(shipped)
         self.plan = plan
         self.run_id = new_run_id()
@@ -305,6 +260,26 @@ class _Cluster:
             except subprocess.TimeoutExpired:
                 w.process.kill()
                 w.process.wait()
+        for w in self.workers:
+            self._drain_relays(w)
+
+    def _drain_relays(self, w: _WorkerProcess) -> None:
+        """Deliver the relayed items a stopped worker sent before it exited.
+
+        A worker sends its relayed sink items before it commits the epochs they belong
+        to; a worker stopped right after a commit (another one aborted or failed) may
+        leave them unread in its connection, and they must still reach the caller.
+        """
+        while not w.closed:
+            try:
+                if not w.conn.poll():
+                    return
+                message = w.conn.recv()
+            except (EOFError, OSError):
+                w.closed = True
+                return
+            if isinstance(message, Relay):
+                self.relays.deliver(message, w.index)
 
     def release(self) -> None:
         for w in self.workers:
@@ -369,25 +344,30 @@ class _Cluster:
         return None
 
     def _drain(self, w: _WorkerProcess) -> None:
+        """Handle every message ``w`` has sent so far."""
         while True:
             try:
                 if not w.conn.poll():
                     return
-                kind, payload = w.conn.recv()
+                message = w.conn.recv()
             except (EOFError, OSError):
                 w.closed = True  # the worker is exiting; its pidfd tells when it is gone
                 return
-            if kind == "relay":
-                for _kind, step_index, items in payload:
-                    self.handlers[step_index](items, w.index)
-            elif kind == "done":
+            self._handle(w, message)
+
+    def _handle(self, w: _WorkerProcess, message: object) -> None:
+        """Act on one control message of ``w`` (see :mod:`engine.runtime.protocol`)."""
+        match check_worker_message(message, w.index):
+            case Relay() as relay:
+                self.relays.deliver(relay, w.index)
+            case Done():
                 w.done = True
-            elif kind == "aborted":
+            case Aborted(step_index=step_index, detail=detail):
                 w.done = True
                 self.aborted = True
-                self._mark_abort_triggered(*payload)
-            elif kind == "error":
-                raise self._worker_error(w, payload)
+                self._report_abort(step_index, detail)
+            case Failed() as failed:
+                raise self._worker_error(w, failed)
 
     def _on_exit(self, w: _WorkerProcess) -> None:
         self._drain(w)  # read what it sent before exiting
@@ -414,43 +394,39 @@ class _Cluster:
         assert self.counters is not None
         return self.counters.get(self.layout.slot(index, WorkerSlot.EPOCH)) or FIRST_EPOCH
 
-    def _worker_error(self, w: _WorkerProcess, report: dict[str, Any]) -> EngineRuntimeError:
+    def _worker_error(self, w: _WorkerProcess, report: Failed) -> EngineRuntimeError:
+        """The error to raise in the caller for worker ``w``'s failure report."""
         cause: BaseException | None = None
-        if report["cause"] is not None:
+        if report.cause is not None:
             try:
-                cause = cloudpickle.loads(report["cause"])
+                cause = cloudpickle.loads(report.cause)
             except Exception:
                 cause = None
-        if cause is None and report["cause_repr"] is not None:
-            cause = _RemoteTraceback(report["cause_repr"])
-        remote = _RemoteTraceback(report["traceback"])
+        if cause is None and report.cause_repr is not None:
+            cause = _RemoteTraceback(report.cause_repr)
+        remote = _RemoteTraceback(report.traceback)
         if cause is not None and isinstance(cause, BaseException):
             cause.__cause__ = remote
         else:
             cause = remote
-        message = report["message"]
-        if not report["is_engine_error"]:
-            message = f"worker {w.index} (pid {w.pid}) failed: {report['type']}: {message}"
-        error_type = ItemTypeError if report["is_type_error"] else EngineRuntimeError
+        message = report.message
+        if not report.engine_error:
+            message = f"worker {w.index} (pid {w.pid}) failed: {report.error_type}: {message}"
+        error_type = ItemTypeError if report.type_error else EngineRuntimeError
         error = error_type(
             message,
-            step_id=report["step_id"],
+            step_id=report.step_id,
             worker_index=w.index,
-            epoch=report["epoch"],
+            epoch=report.epoch,
         )
         error.__cause__ = cause
         return error
 
-    def _mark_abort_triggered(self, step_index: int, marker_index: int | None) -> None:
-        """A worker's TestingSource.ABORT fired: mark the caller's marker, so the next
-        execution skips it as it would in-process."""
-        source = getattr(self.plan.steps[step_index].config, "source", None)
-        items = getattr(source, "_items", None)
-        if marker_index is None or not isinstance(items, list) or marker_index >= len(items):
-            return
-        marker = items[marker_index]
-        if isinstance(marker, TestingSource.ABORT):
-            marker._triggered = True
+    def _report_abort(self, step_index: int, detail: Any) -> None:
+        """Hand the abort's detail to the caller's source (workers aborted on copies)."""
+        config = self.plan.steps[step_index].config
+        if isinstance(config, InputConfig) and isinstance(config.source, Source):
+            config.source.on_abort(detail)
 
     @property
     def finished(self) -> bool:

@@ -30,6 +30,7 @@ from engine.runtime.nodes.stateless import (
     PassNode,
     RedistributeNode,
 )
+from engine.runtime.nodes.window import WindowKernelNode
 from engine.runtime.plan import Plan, PlanStep, StatefulBatchConfig, StepKind
 from engine.runtime.ports import (
     Exchange,
@@ -59,7 +60,11 @@ NODE_TYPES: dict[StepKind, type[Node]] = {
     StepKind.INSPECT_DEBUG: InspectNode,
 }
 
-KERNEL_NODE_TYPES: dict[str, type[Node]] = {"map": MapKernelNode, "fold": FoldKernelNode}
+KERNEL_NODE_TYPES: dict[str, type[Node]] = {
+    "map": MapKernelNode,
+    "fold": FoldKernelNode,
+    "window": WindowKernelNode,
+}
 
 
 def node_type(step: PlanStep) -> type[Node]:

@@ -2,9 +2,12 @@
 
 The supervisor starts every worker as a fresh interpreter (never a fork, and never
 re-importing the user's ``__main__``) with one end of a socket pair as file descriptor
-``FD``. Over it the worker receives its bootstrap (the cloudpickled plan, its index,
-the ring and counter specs) and sends back relayed sink items and inspector calls, and
-finally ``done`` or the error that stopped it.
+``FD``. Over it the worker receives its :class:`~engine.runtime.protocol.Bootstrap` (the
+cloudpickled plan, its index, the ring and counter specs) and sends back
+:class:`~engine.runtime.protocol.Relay` messages (relayed sink items and inspector
+calls), then one final ``Done``, ``Aborted`` or ``Failed``; see
+:mod:`engine.runtime.protocol`. Heartbeats, epochs, frontiers and metrics go into the
+worker's slots of the shared counter block instead.
 
 Ownership: the supervisor creates and unlinks every segment; a worker only attaches and
 detaches. A worker ignores SIGINT (the supervisor decides how a run stops), dies with its
@@ -19,68 +22,22 @@ import resource
 import signal
 import sys
 import time
-import traceback
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
-import cloudpickle
-
-from engine.errors import EngineRuntimeError
+from engine.errors import EngineRuntimeError, item_repr
 from engine.runtime.metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
 from engine.runtime.ports import WorkerConfig
-from engine.runtime.snapshots import ExecutionInfo, StoreSnapshots
+from engine.runtime.protocol import Aborted, Bootstrap, Done, Failed
+from engine.runtime.relay import RelayChannel
+from engine.runtime.shipping import loads_plan
+from engine.runtime.snapshots import StoreSnapshots
 from engine.runtime.worker import Worker
 from recovery import DEFAULT_KEY_GROUPS
-from shm import Counters, Ring, RingSpec
+from shm import Counters, Ring
 
-__all__ = ["Bootstrap", "RelayChannel", "main", "run_and_exit"]
+__all__ = ["main", "run_and_exit"]
 
-#: Relay messages are flushed to the supervisor when this many are buffered.
-RELAY_FLUSH_ITEMS = 1000
 _PR_SET_PDEATHSIG = 1
-
-
-@dataclass
-class Bootstrap:
-    """Everything a worker needs, sent by the supervisor right after start."""
-
-    plan: bytes
-    worker_index: int
-    worker_count: int
-    epoch_interval_s: float
-    start: float
-    first_epoch: int
-    outbound: dict[int, RingSpec]
-    inbound: dict[int, RingSpec]
-    counters: Any
-    parent_pid: int
-    execution: ExecutionInfo | None = None
-    step_count: int = 0
-    sys_path: list[str] = field(default_factory=list)
-
-
-class RelayChannel:
-    """Buffers messages for the supervisor (sink items, inspector calls); sends in bulk."""
-
-    current: RelayChannel | None = None
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.buffer: list[tuple[str, int, Any]] = []
-        self.size = 0
-
-    def add(self, kind: str, step_index: int, payload: list[Any]) -> None:
-        self.buffer.append((kind, step_index, payload))
-        self.size += len(payload)
-        if self.size >= RELAY_FLUSH_ITEMS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            self.conn.send(("relay", self.buffer))
-            self.buffer = []
-            self.size = 0
 
 
 def _peak_rss_kb(fallback_kb: int) -> int:
@@ -144,8 +101,6 @@ class _Publisher:
             block[WorkerSlot.FIRST_INPUT_MS] = int(worker.first_input_at * 1000)
         if time.monotonic() >= self.next_detail:
             self.publish_details(worker)
-        if RelayChannel.current is not None:
-            RelayChannel.current.flush()
 
     def publish_details(self, worker: Worker) -> None:
         """Per-step figures, exchange and process figures (every DETAIL_INTERVAL_S)."""
@@ -184,8 +139,20 @@ class _Publisher:
         self.block[WorkerSlot.FRONTIER] = frontier
 
 
-def _run(conn: Connection) -> bool:
-    boot: Bootstrap = conn.recv()
+def _receive_bootstrap(conn: Connection) -> Bootstrap:
+    boot = conn.recv()
+    if not isinstance(boot, Bootstrap):
+        msg = (
+            f"a worker expected a Bootstrap from its supervisor and got "
+            f"{type(boot).__name__} {item_repr(boot)}; the supervisor runs different "
+            "shmflow code than the worker: make sure both use the same installation"
+        )
+        raise EngineRuntimeError(msg)
+    return boot
+
+
+def _run(boot: Bootstrap, channel: RelayChannel) -> Done | Aborted:
+    """Run the worker ``boot`` describes; return its final message (or raise)."""
     for entry in reversed(boot.sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -195,15 +162,24 @@ def _run(conn: Connection) -> bool:
     layout = CounterLayout(boot.worker_count, boot.step_count)
     publisher = _Publisher(counters, layout, boot.worker_index, boot.parent_pid)
     publisher.heartbeat()
+
+    def on_round(running: Worker) -> None:
+        publisher.on_round(running)
+        channel.flush()  # relayed items reach the caller at least once a round
+
     worker: Worker | None = None
     snapshots: StoreSnapshots | None = None
     try:
         from engine.runtime.exchange import RingExchange
 
-        plan = cloudpickle.loads(boot.plan)
+        plan = loads_plan(boot.plan)
         info = boot.execution
         snapshots = (
-            None if info is None else StoreSnapshots(info, boot.worker_index, boot.worker_count)
+            None
+            if info is None
+            else StoreSnapshots(
+                info, boot.worker_index, boot.worker_count, before_commit=channel.flush
+            )
         )
         exchange = RingExchange(
             plan,
@@ -227,7 +203,7 @@ def _run(conn: Connection) -> bool:
             config,
             exchange=exchange,
             snapshots=snapshots,
-            on_round=publisher.on_round,
+            on_round=on_round,
             on_frontier=publisher.on_frontier,
             on_ready=publisher.on_ready,
         )
@@ -236,11 +212,11 @@ def _run(conn: Connection) -> bool:
         publisher.on_frontier(boot.first_epoch)
         finished = worker.run()
         publisher.publish_details(worker)
-        if RelayChannel.current is not None:
-            RelayChannel.current.flush()
-        if not finished and worker.aborted is not None:
-            conn.send(("aborted", (worker.aborted.step_index, worker.aborted.marker_index)))
-        return finished
+        channel.flush()
+        if finished:
+            return Done()
+        assert worker.aborted is not None, "Worker.run() returns False only when aborted"
+        return Aborted(step_index=worker.aborted.step_index, detail=worker.aborted.detail)
     finally:
         if worker is not None:
             worker.step_gauge = None
@@ -252,42 +228,24 @@ def _run(conn: Connection) -> bool:
         counters.detach()
 
 
-def _error_report(ex: BaseException) -> dict[str, Any]:
-    cause = ex.__cause__ if ex.__cause__ is not None else None
-    try:
-        pickled_cause = cloudpickle.dumps(cause) if cause is not None else None
-    except Exception:
-        pickled_cause = None
-    return {
-        "type": type(ex).__name__,
-        "is_engine_error": isinstance(ex, EngineRuntimeError),
-        "is_type_error": isinstance(ex, TypeError),
-        "message": str(ex),
-        "step_id": getattr(ex, "step_id", None),
-        "epoch": getattr(ex, "epoch", None),
-        "traceback": "".join(traceback.format_exception(ex)),
-        "cause": pickled_cause,
-        "cause_repr": f"{type(cause).__name__}: {cause}" if cause is not None else None,
-    }
-
-
 def main(argv: list[str]) -> int:
     """Run one worker; the exit status tells the supervisor how it ended."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
     _die_with_parent()
     conn = Connection(int(argv[1]))
-    RelayChannel.current = RelayChannel(conn)
+    channel = RelayChannel.current = RelayChannel(conn)
+    worker_index: int | None = None
     try:
-        finished = _run(conn)
+        boot = _receive_bootstrap(conn)
+        worker_index = boot.worker_index
+        conn.send(_run(boot, channel))  # pickled before anything is written: may fail whole
     except BaseException as ex:  # report everything to the supervisor, then exit non-zero
         try:
-            conn.send(("error", _error_report(ex)))
+            conn.send(Failed.from_exception(ex, worker_index))
         except OSError:
             pass
         return 1
-    if finished:
-        conn.send(("done", None))
     return 0
 
 

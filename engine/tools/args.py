@@ -7,7 +7,14 @@ is one line on stderr and exit status :data:`EXIT_USAGE`, and names its flow wit
 - ``module`` or ``module:attr`` (``attr`` defaults to ``flow``);
 - ``module:make_flow(4, "x")``: a call of a factory with literal arguments;
 - a path to a ``.py`` file, optionally with ``:attr`` as above. The file's functions are
-  shipped to the workers by value, so the workers need not import it.
+  shipped to the workers by value, so the workers need not import it. It is loaded under
+  the module name ``shmflow_user_<stem>``, so any file name works, ``recovery.py``
+  included.
+
+Our own packages ``engine``, ``shm`` and ``recovery`` are imported from shmflow's location
+before the user's directory goes on ``sys.path`` (:mod:`engine.tools.own_packages`), so a
+user's file of the same name never shadows them; by module name such a file cannot be
+loaded (``recovery:flow`` names our package), by path it can (``./recovery.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Any, NoReturn
 import cloudpickle
 
 from engine.dataflow import Dataflow
+from engine.tools.bytewax_imports import NoBytewaxEquivalentError, is_bytewax_module
+from engine.tools.own_packages import OWN_PACKAGES, import_own_packages
 
 __all__ = [
     "EXIT_FAILED",
@@ -152,7 +161,9 @@ def split_import_str(import_str: str) -> tuple[str, str]:
     return target, attr or "flow"
 
 
-def _import_target(target: str) -> Any:
+def _import_target(target: str, attr: str) -> Any:
+    # Before any user directory goes on sys.path: ours must not be shadowed.
+    import_own_packages()
     if target.endswith(".py") or os.path.sep in target:
         path = Path(target)
         if not path.is_file():
@@ -168,6 +179,13 @@ def _import_target(target: str) -> Any:
         # Workers must not re-run the file: ship its functions by value.
         cloudpickle.register_pickle_by_value(module)
         return module
+    if target in OWN_PACKAGES:
+        suffix = "" if attr == "flow" else f":{attr}"
+        raise UsageError(
+            f"{target!r} is the name of shmflow's own package, so a flow saved as "
+            f"{target}.py cannot be loaded by module name; give its path instead: "
+            f"./{target}.py{suffix}"
+        )
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -214,7 +232,12 @@ def load_flow(import_str: str) -> Dataflow:
     'wordcount'
     """
     target, attr = split_import_str(import_str)
-    flow = _attr_call(_import_target(target), attr)
+    flow = _attr_call(_import_target(target, attr), attr)
+    if not isinstance(flow, Dataflow) and is_bytewax_module(type(flow).__module__):
+        raise UsageError(
+            f"{import_str!r} is a Dataflow of the real Bytewax ({type(flow).__module__}); "
+            "run it with --bytewax-imports, or change its imports from bytewax.* to engine.*"
+        )
     if not isinstance(flow, Dataflow):
         raise UsageError(
             f"{import_str!r} is a {type(flow).__name__}, not a Dataflow; point it at the "
@@ -229,8 +252,19 @@ def load_flow_or_usage_error(import_str: str) -> Dataflow:
         return load_flow(import_str)
     except UsageError:
         raise
-    except Exception as ex:
+    except ModuleNotFoundError as ex:
+        if isinstance(ex, NoBytewaxEquivalentError) or not is_bytewax_module(ex.name or ""):
+            raise _loading_failed(import_str, ex) from None
         raise UsageError(
-            f"loading {import_str!r} failed: {type(ex).__name__}: {ex} (import it in "
-            "Python to see the traceback)"
+            f"loading {import_str!r} failed: {ex}; to run a Bytewax flow unchanged add "
+            "--bytewax-imports"
         ) from None
+    except Exception as ex:
+        raise _loading_failed(import_str, ex) from None
+
+
+def _loading_failed(import_str: str, ex: Exception) -> UsageError:
+    return UsageError(
+        f"loading {import_str!r} failed: {type(ex).__name__}: {ex} (import it in Python to "
+        "see the traceback)"
+    )

@@ -113,7 +113,7 @@ def cpu(data: list[int]) -> Any:
 def numpy_sum(data: list[Any]) -> Any:
     flow = Dataflow("numpy_sum")
     items = bop.input("inp", flow, ListSource(data, 4, batch_size=1_000))
-    sums = bop.fold_final("sum", items, flows._zero, flows._add_arrays)
+    sums = bop.reduce_final("sum", items, flows._add_arrays)
     bop.output("out", sums, CountingSink())
     return flow
 

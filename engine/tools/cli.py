@@ -12,7 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from engine.tools import run as run_command
+from engine.tools.own_packages import import_own_packages
+
+# First, before a user's recovery.py or shm.py on sys.path (PYTHONPATH=.) can shadow them.
+import_own_packages()
+
+from engine.tools import run as run_command  # noqa: E402
 
 __all__ = ["main"]
 
@@ -20,6 +25,7 @@ _USAGE = """usage: shmflow COMMAND [ARGS...]
 
 commands:
   run IMPORT_STR [-w N] [-s SECONDS] ...   run a dataflow on N worker processes
+      ... --runtime bytewax [-i I -a ADDRS]  the same flow on Bytewax's cluster runtime
   tune IMPORT_STR [-w 1,2,4] [-d S] ...     run a flow at several worker counts, recommend one
   bench [-w 1,2] [--flows a,b] [--size S]  run the built-in benchmarks against baselines
   recovery init|inspect|gc|verify DIR      create and examine recovery stores

@@ -469,3 +469,49 @@ def test_e2e_missing_input_file_names_the_step(tmp_path: Path) -> None:
     with pytest.raises(EngineRuntimeError, match=r"missing\.inp") as info:
         run_main(flow)
     assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+# --- Bytewax 0.21 parity and splitting ------------------------------------------------------
+
+
+def test_unsplit_names_and_resume_states_match_bytewax(log_dir: Path) -> None:
+    """Same names as Bytewax without its `fs_id::` prefix; same byte-offset resume states."""
+    bytewax_files = pytest.importorskip("bytewax.connectors.files")
+    ours = DirSource(log_dir, glob_pat="*.log", batch_size=2)
+    theirs = bytewax_files.DirSource(log_dir, glob_pat="*.log", batch_size=2)
+    # Bytewax also lists the matching directory "dir.log" (and fails reading it).
+    their_names = sorted(name for name in theirs.list_parts() if not name.endswith("dir.log"))
+    assert [name.split("::", 1)[1] for name in their_names] == ours.list_parts()
+    for our_name, their_name in zip(ours.list_parts(), their_names, strict=True):
+        our_part = ours.build_part("flow.in", our_name, None)
+        their_part = theirs.build_part("flow.in", their_name, None)
+        assert _read_in_batches(our_part) == _read_in_batches(their_part)
+        our_part.close()
+        their_part.close()
+    path = log_dir / "b.log"
+    their_file = bytewax_files.FileSource(path, batch_size=2)
+    assert [name.split("::", 1)[1] for name in their_file.list_parts()] == FileSource(
+        path
+    ).list_parts()
+
+
+def test_large_files_are_split_by_default_and_splitting_can_be_turned_off(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.txt"
+    line = "x" * 1023 + "\n"
+    path.write_text(line * (9 * 1024))  # 9 MiB, above the 8 MiB default threshold
+    split = FileSource(path)
+    names = split.list_parts()
+    assert len(names) == 36
+    assert all(name.startswith(f"{path}@") for name in names)
+    assert FileSource(path, split_bytes=None).list_parts() == [str(path)]
+    assert CSVSource(path, split_bytes=None).list_parts() == [str(path)]
+    total = 0
+    for name in names:
+        part = split.build_part("flow.in", name, None)
+        lines = _drain(part)
+        assert len(lines) == 256  # 256 KiB ranges of 1 KiB lines
+        total += len(lines)
+        part.close()
+    assert total == 9 * 1024

@@ -38,14 +38,15 @@ __all__ = [
 class ExecutionAborted(Exception):
     """A source raised :class:`~engine.inputs.AbortExecution`: stop without closing epochs.
 
-    ``step_index`` is the input step; ``marker_index`` the position of the
-    ``TestingSource.ABORT`` marker that fired, if it was one.
+    ``step_index`` is the input step; ``detail`` the source's
+    :attr:`~engine.inputs.AbortExecution.detail`, handed back to the source's
+    ``on_abort`` in the caller.
     """
 
-    def __init__(self, step_index: int, marker_index: int | None) -> None:
-        super().__init__(step_index, marker_index)
+    def __init__(self, step_index: int, detail: Any) -> None:
+        super().__init__(step_index, detail)
         self.step_index = step_index
-        self.marker_index = marker_index
+        self.detail = detail
 
 
 def owned_parts(parts: list[str], worker_index: int, worker_count: int) -> list[str]:

@@ -78,8 +78,7 @@ class InputNode(Node):
                 self._partition_eof(p, epoch)
                 continue
             except AbortExecution as ex:
-                marker = getattr(ex, "marker_index", None)
-                raise ExecutionAborted(self.step.index, marker) from None
+                raise ExecutionAborted(self.step.index, ex.detail) from None
             except Exception as ex:
                 raise self.failure(epoch, ex, f"reading partition {p.name!r}") from ex
             if next_awake is not None:

@@ -27,6 +27,9 @@ from recovery import TOMBSTONE
 
 __all__ = ["FoldKernelNode", "MapKernelNode", "StatefulNode"]
 
+#: How many times one wake may notify a key whose on_notify leaves it due.
+_MAX_NOTIFY_ROUNDS = 100
+
 
 class StatefulNode(Node):
     """``stateful_batch``: one logic per key, epoch-ordered, snapshots at epoch close."""
@@ -129,14 +132,22 @@ class StatefulNode(Node):
         if self.next_wake() > wall_now:
             return False
         epoch = self.frontier if self.frontier != EOF_FRONTIER else self.ctx.epoch
-        due = []
-        while self.timer_heap and self.timer_heap[0][0] <= wall_now:
-            at, key = heapq.heappop(self.timer_heap)
-            if self.timers.get(key) == at:
-                del self.timers[key]
-                due.append(key)
-        self._call_each(epoch, due, "on_notify")
-        return bool(due)
+        fired = False
+        # As in Bytewax, a key whose on_notify leaves it still due is notified again
+        # before any newer batch reaches it; the cap keeps a logic that stays due forever
+        # from starving the worker (it is notified again at the next wake).
+        for _ in range(_MAX_NOTIFY_ROUNDS):
+            due = []
+            while self.timer_heap and self.timer_heap[0][0] <= wall_now:
+                at, key = heapq.heappop(self.timer_heap)
+                if self.timers.get(key) == at:
+                    del self.timers[key]
+                    due.append(key)
+            if not due:
+                break
+            fired = True
+            self._call_each(epoch, due, "on_notify")
+        return fired
 
     def _call_each(self, epoch: int, keys: Iterable[str], method: str) -> None:
         out: list[Any] = []

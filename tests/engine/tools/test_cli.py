@@ -291,3 +291,20 @@ def test_restarts_resume_from_the_store_after_a_failure(tmp_path: Path) -> None:
 def test_restarts_need_a_recovery_directory(capsys) -> None:
     assert run_module.main(["engine.examples.wordcount", "--restarts", "2"]) == 2
     assert "need -r" in capsys.readouterr().err
+
+
+def test_drop_state_needs_a_recovery_directory(capsys: pytest.CaptureFixture[str]) -> None:
+    status = run_module.main(["engine.examples.wordcount:flow", "--drop-state", "f.sum"])
+    assert status == 2
+    assert "--drop-state need -r" in capsys.readouterr().err
+
+
+def test_drop_state_reaches_the_recovery_config() -> None:
+    from engine.tools import run as run_tool
+
+    args = run_tool.build_parser().parse_args(
+        ["f:flow", "-r", "state/", "--drop-state", "f.a", "--drop-state", "f.b"]
+    )
+    config = run_tool._recovery_config(args)
+    assert config is not None
+    assert config.drop_state == frozenset({"f.a", "f.b"})

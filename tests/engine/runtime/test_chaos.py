@@ -28,8 +28,8 @@ import pytest
 
 from recovery import RecoveryStore, init_db_dir, owned_groups
 
-REPO = Path(__file__).resolve().parents[2]
-CHAOS_FLOW = Path(__file__).with_name("chaos_flow.py")
+REPO = Path(__file__).resolve().parents[3]
+CHAOS_FLOW = Path(__file__).parents[1] / "chaos_flow.py"
 KEYS = [f"key{i}" for i in range(37)]
 
 
@@ -168,7 +168,7 @@ def _check_store(store_dir: Path, items: list[tuple[int, int, str]], starts: int
 
 @pytest.mark.timeout(600)
 def test_chaos_ten_kills(tmp_path: Path) -> None:
-    _chaos(tmp_path, kills=10, lines=6_000, seed=11)
+    _chaos(tmp_path, kills=10, lines=10_000, seed=11)
 
 
 @pytest.mark.soak

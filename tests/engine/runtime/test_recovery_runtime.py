@@ -31,7 +31,7 @@ from recovery import (
 )
 
 ZERO = timedelta(0)
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

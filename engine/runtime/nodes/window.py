@@ -1,0 +1,434 @@
+"""The window kernel: tumbling and sliding fold windows, run for all keys in one pass.
+
+``fold_window`` (and ``count_window``, ``reduce_window``, ``max_window``, ``min_window``)
+over an :class:`~engine.operators.windowing.EventClock` or
+:class:`~engine.operators.windowing.SystemClock` with a tumbling or sliding windower
+declare this kernel (``StatefulKernel("window", ...)``, see
+:func:`~engine.operators._windowing_core.window_kernel`). :class:`WindowKernelNode`
+then keeps, per key, the clock logic, the open windows with their accumulators and the
+queue of values not yet due (``ordered``), instead of one ``_WindowStepLogic`` per key
+with a ``WindowLogic`` per window. Per batch it groups the items by key and for each key:
+stamps the values with the key's clock (late ones are reported), computes their window
+ids with integer arithmetic, folds them per window (``count_window`` counts with a
+``Counter``), and closes windows only when the key's earliest close time is due (no
+scan of the open windows otherwise). Outputs, their order, late handling, timers and
+the per-key snapshots (:class:`~engine.operators._windowing_core.WindowSnapshot`) are
+the same as the general path's, so either can resume from the other's store.
+
+Pre-aggregation before the exchange (several workers): with a ``SystemClock`` an item's
+timestamp is the system time at which the key's owner applies it, so the kernel folds the
+items of each key per epoch into one partial on the worker that has them and ships the
+partial at epoch close; the owner stamps the partial when it arrives and merges it into
+the windows of that time with the fold's ``merger``. That is exactly what the general
+path does if the items happen to arrive together at the end of the epoch. With an
+``EventClock`` items keep crossing one by one: whether an item is late depends on the
+watermark of its key on the owning worker at the moment the item is applied, which the
+sending worker cannot know (other workers' items of the same key, and the owner's system
+time, move it); a partial could not say which of its items would have been late, and a
+late item must reach the ``late`` stream with its value.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from bisect import bisect_right
+from collections import Counter
+from datetime import datetime
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
+from itertools import pairwise
+from operator import itemgetter
+from typing import Any
+
+from engine._keyed import check_keyed, group_by_key
+from engine.errors import ItemTypeError
+from engine.operators._windowing_clocks import (
+    UTC_MIN,
+    ClockLogic,
+    EventClock,
+    SystemClock,
+    stamp_batch,
+    system_utc_now,
+)
+from engine.operators._windowing_core import (
+    DOWN,
+    LATE,
+    META,
+    WindowKernelParams,
+    WindowSnapshot,
+)
+from engine.operators._windowing_windowers import SlidingState, WindowMetadata
+from engine.runtime.nodes.base import NodeContext, as_timestamp
+from engine.runtime.nodes.stateful import StatefulNode
+from engine.runtime.plan import PlanStep
+from engine.runtime.progress import EOF_FRONTIER
+from recovery import TOMBSTONE
+
+__all__ = ["WindowKernelNode"]
+
+_by_timestamp = itemgetter(1)
+_first = itemgetter(0)
+_MISSING = object()
+_TUPLE_ONLY = {tuple}
+_STR_ONLY = {str}
+
+
+class _KeyWindows:
+    """One key's windowing state: clock, open windows (in opening order), accumulators,
+    values not yet due, and the earliest close time (``None``: no window open)."""
+
+    __slots__ = ("accs", "clock", "next_close", "opened", "queue", "timer_when", "watermark")
+
+    def __init__(
+        self,
+        clock: ClockLogic[Any, Any],
+        opened: dict[int, WindowMetadata],
+        accs: dict[int, Any],
+        queue: list[tuple[Any, datetime]],
+    ) -> None:
+        self.clock = clock
+        self.opened = opened
+        self.accs = accs
+        self.queue = queue
+        self.watermark = UTC_MIN
+        self.next_close: datetime | None = min(
+            (m.close_time for m in opened.values()), default=None
+        )
+        #: The clock time the key's timer was last set for (skips re-arming it).
+        self.timer_when: datetime | None = None
+
+
+class WindowKernelNode(StatefulNode):
+    """Fold windows of every key of a batch in one pass (see the module docstring)."""
+
+    def __init__(self, step: PlanStep, ctx: NodeContext) -> None:
+        super().__init__(step, ctx)
+        assert self.kernel is not None
+        params = self.kernel.params
+        assert isinstance(params, WindowKernelParams)
+        self.clock = params.clock
+        self.length = params.length
+        self.offset = params.offset
+        self.align_to = params.align_to
+        self.tumbling = params.length == params.offset
+        self.fold = params.fold
+        self.ordered = params.ordered
+        self.counting = params.counting
+        self.keys: dict[str, _KeyWindows] = {}
+        #: SystemClock on several workers: fold per key and epoch before the exchange.
+        self.combine = ctx.config.worker_count > 1 and type(params.clock) is SystemClock
+        self.partials: dict[int, dict[str, Any]] = {}
+        #: An event clock on the system's time: a key's watermark reaches a close time
+        #: no sooner than the wall time that takes (earlier wake-ups would be no-ops).
+        self.real_time = (
+            type(params.clock) is EventClock
+            and params.clock.now_getter is system_utc_now
+            and ctx.config.wall_now is time.time
+        )
+
+    # -- data --------------------------------------------------------------------------
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        if not self.combine:
+            super().push(port, epoch, batch)
+            return
+        partial = self.partials.get(epoch)
+        if partial is None:
+            partial = self.partials[epoch] = {}
+        try:
+            self._pre_fold(partial, batch)
+        except ItemTypeError as bad:
+            raise self.failure(epoch, bad) from None
+        except (TypeError, ValueError) as ex:
+            raise self.keyed_failure(epoch, batch, ex)  # noqa: B904
+        except Exception as ex:
+            raise self.failure(epoch, ex, "while folding items before the exchange") from ex
+
+    def _pre_fold(self, partial: dict[str, Any], batch: list[Any]) -> None:
+        if not set(map(type, batch)) <= _TUPLE_ONLY:
+            check_keyed(self.step_id, batch)
+        get = partial.get
+        if self.counting:
+            for key, count in Counter(map(_first, batch)).items():
+                partial[key] = get(key, 0) + count
+        else:
+            folder, builder = self.fold.folder, self.fold.builder
+            for key, value in batch:
+                acc = get(key, _MISSING)
+                partial[key] = folder(builder() if acc is _MISSING else acc, value)
+        if not set(map(type, partial)) <= _STR_ONLY:
+            check_keyed(self.step_id, batch)
+
+    def before_marks(self, local_frontier: int) -> None:
+        for epoch in sorted(e for e in self.partials if e < local_frontier):
+            batch = self.route(epoch, list(self.partials.pop(epoch).items()))
+            if batch:
+                self.deliver(epoch, batch)
+
+    def apply(self, epoch: int, batch: list[Any]) -> None:
+        try:
+            groups = group_by_key(self.step_id, batch)
+        except ItemTypeError as ex:
+            raise self.failure(epoch, ex) from None
+        keys, touched = self.keys, self.touched
+        out: list[Any] = []
+        key = ""
+        try:
+            for key, values in groups.items():
+                state = keys.get(key)
+                if state is None:
+                    state = keys[key] = _KeyWindows(self.clock.build(None), {}, {}, [])
+                stamped = stamp_batch(state.clock, values, state.watermark)
+                self._watermark_is(state, stamped.watermark)
+                if stamped.late:
+                    self._late(key, stamped.late, out)
+                self._flush(key, state, stamped.values, stamped.timestamps, out)
+                touched.add(key)
+                self._settle(key, state)
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"for key {key!r}") from ex
+        if out:
+            self.emit(0, epoch, out)
+
+    # -- timers and EOF ----------------------------------------------------------------
+    def wake(self, wall_now: float) -> bool:
+        if self.next_wake() > wall_now:
+            return False
+        epoch = self.frontier if self.frontier != EOF_FRONTIER else self.ctx.epoch
+        due = []
+        heap, timers = self.timer_heap, self.timers
+        while heap and heap[0][0] <= wall_now:
+            at, key = _heappop(heap)
+            if timers.get(key) == at:
+                del timers[key]
+                due.append(key)
+        self._advance_keys(epoch, due, "on_notify")
+        return bool(due)
+
+    def upstream_eof(self, epoch: int) -> None:
+        self._advance_keys(epoch, sorted(self.keys), "on_eof")
+
+    def _advance_keys(self, epoch: int, keys: list[str], method: str) -> None:
+        """Move the watermark of ``keys`` (their clock's ``method``) and close windows."""
+        out: list[Any] = []
+        key = ""
+        try:
+            for key in keys:
+                state = self.keys.get(key)
+                if state is None:
+                    continue
+                state.timer_when = None  # the timer fired or EOF: set it afresh
+                watermark = getattr(state.clock, method)()
+                self._watermark_is(state, watermark)
+                self._flush(key, state, [], [], out)
+                self.touched.add(key)
+                self._settle(key, state)
+        except Exception as ex:
+            raise self.failure(epoch, ex, f"in {method} for key {key!r}") from ex
+        if out:
+            self.emit(0, epoch, out)
+
+    # -- recovery ----------------------------------------------------------------------
+    def restore(self, key: str, state: Any) -> None:
+        assert isinstance(state, WindowSnapshot)
+        opened = {
+            i: WindowMetadata(m.open_time, m.close_time, set(m.merged_ids))
+            for i, m in state.windower_state.opened.items()
+        }
+        windows = _KeyWindows(
+            self.clock.build(state.clock_state),
+            opened,
+            dict(state.logic_states),
+            list(state.queue),
+        )
+        self.keys[key] = windows
+        self._settle(key, windows, may_discard=False)
+
+    def state_of(self, key: str) -> Any:
+        state = self.keys.get(key)
+        if state is None:
+            return TOMBSTONE
+        return WindowSnapshot(
+            state.clock.snapshot(),
+            SlidingState(
+                {
+                    i: WindowMetadata(m.open_time, m.close_time, set(m.merged_ids))
+                    for i, m in state.opened.items()
+                }
+            ),
+            {i: copy.deepcopy(acc) for i, acc in state.accs.items()},
+            list(state.queue),
+        )
+
+    # -- one key -----------------------------------------------------------------------
+    @staticmethod
+    def _watermark_is(state: _KeyWindows, watermark: datetime) -> None:
+        if watermark < state.watermark:
+            msg = (
+                f"clock {type(state.clock).__name__} moved the watermark backwards from "
+                f"{state.watermark} to {watermark}; a watermark must never regress"
+            )
+            raise ValueError(msg)
+        state.watermark = watermark
+
+    def _ids_for(self, timestamp: datetime) -> range:
+        since_align = timestamp - self.align_to
+        first = (since_align - self.length) // self.offset + 1
+        return range(first, since_align // self.offset + 1)
+
+    def _late(self, key: str, late: list[tuple[Any, datetime]], out: list[Any]) -> None:
+        append, ids_for = out.append, self._ids_for
+        for value, ts in late:
+            for window_id in ids_for(ts):
+                append((key, (LATE, window_id, value)))
+
+    def _flush(
+        self,
+        key: str,
+        state: _KeyWindows,
+        values: list[Any],
+        timestamps: list[datetime],
+        out: list[Any],
+    ) -> None:
+        """Fold the due values into their windows, close what the watermark passed."""
+        watermark = state.watermark
+        if self.ordered:
+            values, timestamps = _due(state, values, timestamps, watermark)
+        elif state.queue:  # left over from an ordered execution
+            values = [v for v, _ in state.queue] + values
+            timestamps = [ts for _, ts in state.queue] + timestamps
+            state.queue = []
+        if values:
+            self._insert(state, values, timestamps)
+        if state.next_close is not None and state.next_close <= watermark:
+            self._close(key, state, watermark, out)
+
+    def _insert(self, state: _KeyWindows, values: list[Any], timestamps: list[datetime]) -> None:
+        align_to, offset = self.align_to, self.offset
+        if self.tumbling:
+            window_ids = [(ts - align_to) // offset for ts in timestamps]
+        else:
+            ids_for = self._ids_for
+            pairs = [
+                (window_id, v)
+                for v, ts in zip(values, timestamps, strict=True)
+                for window_id in ids_for(ts)
+            ]
+            window_ids = [window_id for window_id, _ in pairs]
+            values = [v for _, v in pairs]
+        opened = state.opened
+        for window_id in dict.fromkeys(window_ids):
+            if window_id not in opened:
+                open_time = align_to + offset * window_id
+                meta = opened[window_id] = WindowMetadata(open_time, open_time + self.length)
+                if state.next_close is None or meta.close_time < state.next_close:
+                    state.next_close = meta.close_time
+        if self.combine:
+            self._merge_partials(state, window_ids, values)
+        elif self.counting:
+            accs = state.accs
+            get = accs.get
+            for window_id, count in Counter(window_ids).items():
+                accs[window_id] = get(window_id, 0) + count
+        else:
+            self._fold(state, window_ids, values)
+
+    def _fold(self, state: _KeyWindows, window_ids: list[int], values: list[Any]) -> None:
+        first = window_ids[0]
+        if window_ids.count(first) == len(window_ids):
+            groups: dict[int, list[Any]] = {first: values}
+        else:
+            groups = {}
+            for window_id, value in zip(window_ids, values, strict=True):
+                group = groups.get(window_id)
+                if group is None:
+                    groups[window_id] = [value]
+                else:
+                    group.append(value)
+        accs, folder, builder = state.accs, self.fold.folder, self.fold.builder
+        for window_id, group in groups.items():
+            acc = accs[window_id] if window_id in accs else builder()
+            for value in group:
+                acc = folder(acc, value)
+            accs[window_id] = acc
+
+    def _merge_partials(
+        self, state: _KeyWindows, window_ids: list[int], partials: list[Any]
+    ) -> None:
+        accs, merger, shared = state.accs, self.fold.merger, not self.tumbling
+        for window_id, partial in zip(window_ids, partials, strict=True):
+            if shared:  # one partial goes into several sliding windows
+                partial = copy.deepcopy(partial)
+            acc = accs.get(window_id, _MISSING)
+            accs[window_id] = partial if acc is _MISSING else merger(acc, partial)
+
+    def _close(self, key: str, state: _KeyWindows, watermark: datetime, out: list[Any]) -> None:
+        opened, accs, append = state.opened, state.accs, out.append
+        # Closed in opening order, like the general path's windower.
+        for window_id in [i for i, m in opened.items() if m.close_time <= watermark]:
+            meta = opened.pop(window_id)
+            acc = accs.pop(window_id, _MISSING)
+            if acc is not _MISSING:
+                append((key, (DOWN, window_id, acc)))
+            append((key, (META, window_id, meta)))
+        state.next_close = min((m.close_time for m in opened.values()), default=None)
+
+    def _settle(self, key: str, state: _KeyWindows, may_discard: bool = True) -> None:
+        """Drop a key with nothing open or queued; else set its timer for its next close."""
+        if may_discard and not state.opened and not state.queue:
+            del self.keys[key]
+            self.timers.pop(key, None)
+            return
+        when = state.next_close
+        if self.ordered and state.queue:
+            # Queued values must be folded once they are due, even without new items.
+            queued = state.queue[0][1]
+            when = queued if when is None else min(when, queued)
+        if when == state.timer_when and key in self.timers:
+            return
+        state.timer_when = when
+        wake_at = None if when is None else state.clock.to_system_utc(when)
+        if wake_at is None:
+            self.timers.pop(key, None)
+            return
+        at = as_timestamp(wake_at)
+        if self.real_time and when is not None:
+            at = max(at, _drift_reaches(state.clock, when))
+        if self.timers.get(key) != at:
+            self.timers[key] = at
+            _heappush(self.timer_heap, (at, key))
+
+
+def _drift_reaches(clock: ClockLogic[Any, Any], when: datetime) -> float:
+    """The wall time at which an event clock's watermark, moving with system time since
+    its largest timestamp, reaches ``when`` (``-inf`` if it cannot say)."""
+    state = clock.snapshot()
+    try:
+        return as_timestamp(state.system_time_of_max_event + (when - state.watermark_base))
+    except (OverflowError, AttributeError):
+        return -math.inf
+
+
+def _due(
+    state: _KeyWindows, values: list[Any], timestamps: list[datetime], watermark: datetime
+) -> tuple[list[Any], list[datetime]]:
+    """The queued and new values due at ``watermark``, sorted by timestamp (stable)."""
+    queue = state.queue
+    if not queue and (not timestamps or max(timestamps) <= watermark):
+        if any(a > b for a, b in pairwise(timestamps)):
+            order = sorted(range(len(values)), key=timestamps.__getitem__)
+            return [values[i] for i in order], [timestamps[i] for i in order]
+        return values, timestamps
+    arrived = list(zip(values, timestamps, strict=True))
+    if any(a > b for a, b in pairwise(timestamps)):
+        arrived.sort(key=_by_timestamp)
+    in_order = not queue or not arrived or queue[-1][1] <= arrived[0][1]
+    queue.extend(arrived)
+    if not in_order:
+        queue.sort(key=_by_timestamp)  # two sorted runs: linear time
+    cut = bisect_right(queue, watermark, key=_by_timestamp)
+    if cut == 0:
+        return [], []
+    due, state.queue = queue[:cut], queue[cut:]
+    return [v for v, _ in due], [ts for _, ts in due]
