@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -29,9 +29,9 @@ from engine.connectors import files
 from engine.connectors.files import RANGES, SPLIT_BYTES, CSVSource, DirSource, FileSource
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError
-from engine.inputs import FixedPartitionedSource, StatefulSourcePartition
+from engine.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 from engine.outputs import DynamicSink, StatelessSinkPartition
-from engine.testing import TestingSink, TestingSource, cluster_main, run_main
+from engine.testing import TestingSink, cluster_main, run_main
 from recovery import RecoveryConfig, init_db_dir
 
 ZERO = timedelta(0)
@@ -443,21 +443,57 @@ def _written(out_dir: Path, skip: set[Path] | None = None) -> list[str]:
     ]
 
 
+class _AbortOnceBothWrote(FixedPartitionedSource[str, None]):
+    """One partition that aborts the execution once every worker of the first execution
+    has written two batches (so each has closed epochs to resume from), while the file
+    ``armed`` exists; then it ends. A condition, not a timing assumption."""
+
+    def __init__(self, out_dir: Path, armed: Path, workers: int) -> None:
+        self.out_dir, self.armed, self.workers = out_dir, armed, workers
+
+    def list_parts(self) -> list[str]:
+        return ["abort"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _AbortPartition:
+        return _AbortPartition(self)
+
+
+class _AbortPartition(StatefulSourcePartition[str, None]):
+    def __init__(self, source: _AbortOnceBothWrote) -> None:
+        self.source = source
+
+    def next_batch(self) -> list[str]:
+        source = self.source
+        if not source.armed.exists():
+            raise StopIteration
+        written = [f.read_text().count("\n") for f in source.out_dir.iterdir()]
+        if sum(count >= 2 * 10 for count in written) >= source.workers:
+            source.armed.unlink()
+            raise AbortExecution("both workers wrote")
+        return []
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + timedelta(milliseconds=1)
+
+    def snapshot(self) -> None:
+        return None
+
+
 def _aborting_flow(
-    source: FixedPartitionedSource[Any, int], out_dir: Path, fillers: int
+    source: FixedPartitionedSource[Any, int], out_dir: Path, workers: int
 ) -> Dataflow:
-    """`source` merged with a TestingSource that aborts the first execution."""
+    """`source` merged with a source that aborts the first execution mid-file."""
+    armed = out_dir.parent / "armed"
+    armed.touch()
     flow = Dataflow("split_resume")
     lines = op.input("inp", flow, source)
-    ticks = op.input("ticks", flow, TestingSource([*["tick"] * fillers, TestingSource.ABORT()]))
-    merged = op.merge("merge", lines, ticks)
-    op.output(
-        "out", op.filter("no_ticks", merged, lambda item: item != "tick"), _AppendSink(out_dir)
-    )
+    aborter = op.input("abort", flow, _AbortOnceBothWrote(out_dir, armed, workers))
+    merged = op.merge("merge", lines, aborter)
+    op.output("out", merged, _AppendSink(out_dir))
     return flow
 
 
-@pytest.mark.parametrize(("first_workers", "second_workers"), [(2, 3), (2, 1)])
+@pytest.mark.parametrize(("first_workers", "second_workers"), [(2, 3), (3, 1)])
 def test_abort_mid_file_then_resume_per_range(
     tmp_path: Path, first_workers: int, second_workers: int
 ) -> None:
@@ -470,8 +506,8 @@ def test_abort_mid_file_then_resume_per_range(
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    # One flow object for both executions: its ABORT marker remembers it fired.
-    flow = _aborting_flow(source, out_dir, fillers=20)
+    # One flow object for both executions: the aborter is disarmed once it fired.
+    flow = _aborting_flow(source, out_dir, first_workers)
     cluster_main(
         flow,
         [],
@@ -509,7 +545,11 @@ def test_resume_with_a_failing_step_keeps_range_offsets(tmp_path: Path) -> None:
     marker.touch()
 
     def fail_once(line: str) -> str:
-        if line.startswith("line 01499") and marker.exists():
+        # Fail once both workers have written two batches: each wrote its second batch
+        # after committing its first epoch, so both have closed epochs to resume from,
+        # whichever line comes then (no timing assumption).
+        written = [f.read_text().count("\n") for f in out_dir.iterdir()]
+        if marker.exists() and sum(count >= 2 * 25 for count in written) >= 2:
             marker.unlink()
             raise RuntimeError("injected failure")
         return line
