@@ -79,7 +79,17 @@ class _KeyWindows:
     """One key's windowing state: clock, open windows (in opening order), accumulators,
     values not yet due, and the earliest close time (``None``: no window open)."""
 
-    __slots__ = ("accs", "clock", "next_close", "opened", "queue", "timer_when", "watermark")
+    __slots__ = (
+        "accs",
+        "clock",
+        "next_close",
+        "opened",
+        "queue",
+        "queue_min",
+        "queue_sorted",
+        "timer_when",
+        "watermark",
+    )
 
     def __init__(
         self,
@@ -91,7 +101,12 @@ class _KeyWindows:
         self.clock = clock
         self.opened = opened
         self.accs = accs
+        #: Values not yet due, in arrival order; sorted by timestamp (stably) only when
+        #: some may be due or a snapshot is taken, so out-of-order arrivals that wait
+        #: long cost no re-sort per batch.
         self.queue = queue
+        self.queue_sorted = True
+        self.queue_min: datetime | None = queue[0][1] if queue else None
         self.watermark = UTC_MIN
         self.next_close: datetime | None = min(
             (m.close_time for m in opened.values()), default=None
@@ -258,7 +273,7 @@ class WindowKernelNode(StatefulNode):
                 }
             ),
             {i: copy.deepcopy(acc) for i, acc in state.accs.items()},
-            list(state.queue),
+            list(_sorted_queue(state)),
         )
 
     # -- one key -----------------------------------------------------------------------
@@ -296,9 +311,10 @@ class WindowKernelNode(StatefulNode):
         if self.ordered:
             values, timestamps = _due(state, values, timestamps, watermark)
         elif state.queue:  # left over from an ordered execution
-            values = [v for v, _ in state.queue] + values
-            timestamps = [ts for _, ts in state.queue] + timestamps
-            state.queue = []
+            queued = _sorted_queue(state)
+            values = [v for v, _ in queued] + values
+            timestamps = [ts for _, ts in queued] + timestamps
+            state.queue, state.queue_min = [], None
         if values:
             self._insert(state, values, timestamps)
         if state.next_close is not None and state.next_close <= watermark:
@@ -383,7 +399,8 @@ class WindowKernelNode(StatefulNode):
         when = state.next_close
         if self.ordered and state.queue:
             # Queued values must be folded once they are due, even without new items.
-            queued = state.queue[0][1]
+            queued = state.queue_min
+            assert queued is not None
             when = queued if when is None else min(when, queued)
         if when == state.timer_when and key in self.timers:
             return
@@ -420,15 +437,26 @@ def _due(
             order = sorted(range(len(values)), key=timestamps.__getitem__)
             return [values[i] for i in order], [timestamps[i] for i in order]
         return values, timestamps
-    arrived = list(zip(values, timestamps, strict=True))
-    if any(a > b for a, b in pairwise(timestamps)):
-        arrived.sort(key=_by_timestamp)
-    in_order = not queue or not arrived or queue[-1][1] <= arrived[0][1]
-    queue.extend(arrived)
-    if not in_order:
-        queue.sort(key=_by_timestamp)  # two sorted runs: linear time
+    if timestamps:
+        low = min(timestamps)
+        if state.queue_sorted and (
+            (queue and queue[-1][1] > timestamps[0]) or any(a > b for a, b in pairwise(timestamps))
+        ):
+            state.queue_sorted = False
+        queue.extend(zip(values, timestamps, strict=True))
+        state.queue_min = low if state.queue_min is None else min(state.queue_min, low)
+    if state.queue_min is None or state.queue_min > watermark:
+        return [], []  # nothing due yet: leave the queue as it is
+    queue = _sorted_queue(state)
     cut = bisect_right(queue, watermark, key=_by_timestamp)
-    if cut == 0:
-        return [], []
     due, state.queue = queue[:cut], queue[cut:]
+    state.queue_min = state.queue[0][1] if state.queue else None
     return [v for v, _ in due], [ts for _, ts in due]
+
+
+def _sorted_queue(state: _KeyWindows) -> list[tuple[Any, datetime]]:
+    """The key's queue sorted by timestamp, arrival order kept among equal ones."""
+    if not state.queue_sorted:
+        state.queue.sort(key=_by_timestamp)
+        state.queue_sorted = True
+    return state.queue
