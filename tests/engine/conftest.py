@@ -1,13 +1,17 @@
 """Fixtures for engine tests.
 
 ``entry_point`` runs a flow in each execution mode where it matters: in this process
-(``run_main``) and on 2 and 3 worker processes (``cluster_main``). Every engine test that
-runs a flow takes it from here, so the whole suite runs in every mode.
+(``run_main``) and on 2 and 3 worker processes (``cluster_main``), and, where Bytewax is
+installed, translated by ``engine.bytewax.to_bytewax`` on Bytewax's runtime (tests that
+check shmflow's own errors skip that mode). Every engine test that runs a flow takes it
+from here, so the whole suite runs in every mode.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -36,9 +40,30 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
 }
 
 
+def _on_bytewax(flow: Dataflow, **kwargs: Any) -> None:
+    """The flow translated by engine.bytewax.to_bytewax, on Bytewax's runtime (1 worker)."""
+    bytewax_testing = pytest.importorskip("bytewax.testing")
+    from engine.bytewax import to_bytewax
+
+    if kwargs.get("recovery_config") is not None:
+        pytest.skip("shmflow recovery stores do not move to Bytewax")
+    kwargs.pop("recovery_config", None)
+    bytewax_testing.run_main(to_bytewax(flow), **kwargs)
+
+
+if importlib.util.find_spec("bytewax") is not None:
+    # Every operator test's flow also runs translated on Bytewax's runtime and must give
+    # the same output (the `cluster` extra; the `dev` extra installs Bytewax too).
+    ENTRY_POINTS["bytewax"] = _on_bytewax
+
+
 @pytest.fixture(params=list(ENTRY_POINTS))
 def entry_point(request: pytest.FixtureRequest) -> EntryPoint:
     """Run a flow: ``entry_point(flow, epoch_interval=..., ...)``."""
+    if request.param.startswith("bytewax") and "pytest.raises" in inspect.getsource(
+        request.function
+    ):
+        pytest.skip("checks shmflow's own error types and messages, not a flow's output")
     # Ship the test module's functions by value: worker processes then need not import
     # the test module (and pytest with it), which keeps their start-up short.
     cloudpickle.register_pickle_by_value(request.module)
