@@ -46,7 +46,7 @@ from engine.operators._windowing_windowers import (
     _SlidingWindowerLogic,
 )
 
-__all__ = ["DOWN", "LATE", "META", "WindowLogic"]
+__all__ = ["DOWN", "LATE", "META", "WindowLogic", "group_by_window"]
 
 V = TypeVar("V")
 W = TypeVar("W")
@@ -63,6 +63,26 @@ _EMPTY: tuple[()] = ()
 _by_timestamp = itemgetter(1)
 
 Event = tuple[int, int, Any]
+
+
+def group_by_window(window_ids: list[int], values: list[Any]) -> dict[int, list[Any]]:
+    """The values of each window id, in arrival order (``window_ids[i]`` is the window
+    of ``values[i]``); one dict entry without a loop when they share one window.
+
+    >>> group_by_window([0, 1, 0], ["a", "b", "c"])
+    {0: ['a', 'c'], 1: ['b']}
+    """
+    first = window_ids[0]
+    if window_ids.count(first) == len(window_ids):
+        return {first: values}
+    groups: dict[int, list[Any]] = {}
+    for window_id, value in zip(window_ids, values, strict=True):
+        group = groups.get(window_id)
+        if group is None:
+            groups[window_id] = [value]
+        else:
+            group.append(value)
+    return groups
 
 
 class WindowLogic(ABC, Generic[V, W, S]):
@@ -296,17 +316,7 @@ class _WindowStepLogic(StatefulBatchLogic[Any, Event, WindowSnapshot]):
         """Fold values into their windows' accumulators, one window at a time."""
         fold = self.fold
         assert fold is not None
-        first = window_ids[0]
-        if window_ids.count(first) == len(window_ids):
-            groups: dict[int, list[Any]] = {first: values}
-        else:
-            groups = {}
-            for window_id, value in zip(window_ids, values, strict=True):
-                group = groups.get(window_id)
-                if group is None:
-                    groups[window_id] = [value]
-                else:
-                    group.append(value)
+        groups = group_by_window(window_ids, values)
         logics, folder = self.logics, fold.folder
         for window_id, group in groups.items():
             logic: Any = logics.get(window_id)

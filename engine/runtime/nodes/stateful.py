@@ -59,11 +59,15 @@ class StatefulNode(Node):
             return
         self.apply(epoch, batch)
 
-    def apply(self, epoch: int, batch: list[Any]) -> None:
+    def grouped(self, epoch: int, batch: list[Any]) -> dict[str, list[Any]]:
+        """The values of ``batch`` per key; a malformed item fails naming this step."""
         try:
-            groups = group_by_key(self.step_id, batch)
+            return group_by_key(self.step_id, batch)
         except ItemTypeError as ex:
             raise self.failure(epoch, ex) from None
+
+    def apply(self, epoch: int, batch: list[Any]) -> None:
+        groups = self.grouped(epoch, batch)
         logics, touched = self.logics, self.touched
         out: list[Any] = []
         append = out.append

@@ -42,7 +42,7 @@ from itertools import pairwise
 from operator import itemgetter
 from typing import Any
 
-from engine._keyed import check_keyed, group_by_key
+from engine._keyed import check_keyed
 from engine.errors import ItemTypeError
 from engine.operators._windowing_clocks import (
     UTC_MIN,
@@ -58,6 +58,7 @@ from engine.operators._windowing_core import (
     META,
     WindowKernelParams,
     WindowSnapshot,
+    group_by_window,
 )
 from engine.operators._windowing_windowers import SlidingState, WindowMetadata
 from engine.runtime.nodes.base import NodeContext, as_timestamp
@@ -182,10 +183,7 @@ class WindowKernelNode(StatefulNode):
                 self.deliver(epoch, batch)
 
     def apply(self, epoch: int, batch: list[Any]) -> None:
-        try:
-            groups = group_by_key(self.step_id, batch)
-        except ItemTypeError as ex:
-            raise self.failure(epoch, ex) from None
+        groups = self.grouped(epoch, batch)
         keys, touched = self.keys, self.touched
         out: list[Any] = []
         key = ""
@@ -351,17 +349,7 @@ class WindowKernelNode(StatefulNode):
             self._fold(state, window_ids, values)
 
     def _fold(self, state: _KeyWindows, window_ids: list[int], values: list[Any]) -> None:
-        first = window_ids[0]
-        if window_ids.count(first) == len(window_ids):
-            groups: dict[int, list[Any]] = {first: values}
-        else:
-            groups = {}
-            for window_id, value in zip(window_ids, values, strict=True):
-                group = groups.get(window_id)
-                if group is None:
-                    groups[window_id] = [value]
-                else:
-                    group.append(value)
+        groups = group_by_window(window_ids, values)
         accs, folder, builder = state.accs, self.fold.folder, self.fold.builder
         for window_id, group in groups.items():
             acc = accs[window_id] if window_id in accs else builder()
