@@ -37,8 +37,17 @@ How a flow is translated:
 What differs on Bytewax's runtime:
 
 - Errors are Bytewax's (``BytewaxRuntimeError``), not :class:`~engine.errors.EngineRuntimeError`.
+  On several processes, Bytewax 0.21 reports an error in any process as a
+  ``PanicException`` ("Send thread panic") in every process, without the error itself.
 - A :class:`~engine.outputs.CallerSink` (``TestingSink``) writes in the process that runs
-  the worker: with several processes, each one fills its own copy.
+  the worker, and a source's ``on_abort`` runs there: with several processes, each one
+  fills or marks its own copy, and nothing comes back to the process that started them.
+- ``AbortExecution`` stops only the workers of the process whose source raised it: on
+  several processes, Bytewax 0.21 then waits forever (the others wait for that worker's
+  progress, and it waits for them to disconnect). So a flow translated for several
+  processes (``to_bytewax(flow, processes=N)``, which ``shmflow run --runtime bytewax -a``
+  does) turns an abort into a failure of the source's step, which stops every process
+  (after the source's ``on_abort`` ran).
 - Recovery uses Bytewax's own SQLite store (create it with ``python -m bytewax.recovery
   DIR PARTS``). A shmflow LMDB store does not move to Bytewax, nor back: run state is not
   converted in either direction.
@@ -69,6 +78,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import SimpleNamespace
@@ -80,7 +90,13 @@ from engine.inputs import AbortExecution, DynamicSource, FixedPartitionedSource
 from engine.operators import StatefulBatchLogic
 from engine.outputs import DynamicSink, FixedPartitionedSink
 
-__all__ = ["INSTALL_HINT", "BytewaxNotInstalledError", "BytewaxTranslationError", "to_bytewax"]
+__all__ = [
+    "INSTALL_HINT",
+    "BytewaxAbortError",
+    "BytewaxNotInstalledError",
+    "BytewaxTranslationError",
+    "to_bytewax",
+]
 
 #: How to install what this module needs.
 INSTALL_HINT = "pip install 'shmflow[cluster]'"
@@ -97,8 +113,16 @@ class BytewaxTranslationError(FlowError):
     """A step of the flow has no Bytewax equivalent; the message names the step and why."""
 
 
-def to_bytewax(flow: Dataflow) -> Any:
+class BytewaxAbortError(RuntimeError):
+    """A source aborted a flow running on several Bytewax processes (see the module doc)."""
+
+
+def to_bytewax(flow: Dataflow, *, processes: int = 1) -> Any:
     """Translate ``flow`` into a ``bytewax.dataflow.Dataflow`` with the same step ids.
+
+    ``processes``: how many Bytewax processes will run it; with more than one, a source's
+    ``AbortExecution`` fails the run instead (:class:`BytewaxAbortError`; Bytewax 0.21's
+    own abort would hang there).
 
     Run the result with ``bytewax.testing.run_main`` or ``bytewax.run.cli_main``, or
     from the command line with ``shmflow run IMPORT_STR --runtime bytewax``. Raises
@@ -116,7 +140,9 @@ def to_bytewax(flow: Dataflow) -> Any:
     bw_eg.show: ('a', 2)
     bw_eg.show: ('b', 1)
     """
-    return _Translator(flow, _bytewax()).translate()
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    return _Translator(flow, _bytewax(), processes).translate()
 
 
 # -- Bytewax, imported on first use ------------------------------------------------------------
@@ -135,6 +161,7 @@ def _bytewax() -> SimpleNamespace:
         raise BytewaxNotInstalledError(msg, name="bytewax") from ex
     bw = SimpleNamespace(
         Dataflow=bytewax.dataflow.Dataflow,
+        AbortExecution=bytewax.inputs.AbortExecution,
         Stream=bytewax.dataflow.Stream,
         operator=bytewax.dataflow.operator,
         op=bytewax.operators,
@@ -147,11 +174,11 @@ def _adapter_classes(bw_inputs: Any, bw_outputs: Any, bw_operators: Any) -> dict
     """Bytewax subclasses that delegate to shmflow's sources, sinks and stateful logics."""
 
     class SourcePartition(bw_inputs.StatefulSourcePartition):
-        def __init__(self, source: Any, part: Any) -> None:
-            self._source, self._part = source, part
+        def __init__(self, source: Any, part: Any, abort: _Abort) -> None:
+            self._source, self._part, self._abort = source, part, abort
 
         def next_batch(self) -> Iterable[Any]:
-            return _next_batch(self._source, self._part, bw_inputs.AbortExecution)
+            return _next_batch(self._source, self._part, self._abort)
 
         def next_awake(self) -> datetime | None:
             return self._part.next_awake()
@@ -163,22 +190,22 @@ def _adapter_classes(bw_inputs: Any, bw_outputs: Any, bw_operators: Any) -> dict
             self._part.close()
 
     class FixedSource(bw_inputs.FixedPartitionedSource):
-        def __init__(self, source: FixedPartitionedSource[Any, Any]) -> None:
-            self._source = source
+        def __init__(self, source: FixedPartitionedSource[Any, Any], abort: _Abort) -> None:
+            self._source, self._abort = source, abort
 
         def list_parts(self) -> list[str]:
             return self._source.list_parts()
 
         def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
             part = self._source.build_part(step_id, for_part, resume_state)
-            return SourcePartition(self._source, part)
+            return SourcePartition(self._source, part, self._abort)
 
     class StatelessSourcePartition(bw_inputs.StatelessSourcePartition):
-        def __init__(self, source: Any, part: Any) -> None:
-            self._source, self._part = source, part
+        def __init__(self, source: Any, part: Any, abort: _Abort) -> None:
+            self._source, self._part, self._abort = source, part, abort
 
         def next_batch(self) -> Iterable[Any]:
-            return _next_batch(self._source, self._part, bw_inputs.AbortExecution)
+            return _next_batch(self._source, self._part, self._abort)
 
         def next_awake(self) -> datetime | None:
             return self._part.next_awake()
@@ -187,12 +214,12 @@ def _adapter_classes(bw_inputs: Any, bw_outputs: Any, bw_operators: Any) -> dict
             self._part.close()
 
     class DynSource(bw_inputs.DynamicSource):
-        def __init__(self, source: DynamicSource[Any]) -> None:
-            self._source = source
+        def __init__(self, source: DynamicSource[Any], abort: _Abort) -> None:
+            self._source, self._abort = source, abort
 
         def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
             part = self._source.build(step_id, worker_index, worker_count)
-            return StatelessSourcePartition(self._source, part)
+            return StatelessSourcePartition(self._source, part, self._abort)
 
     class SinkPartition(bw_outputs.StatefulSinkPartition):
         def __init__(self, part: Any) -> None:
@@ -265,14 +292,37 @@ def _adapter_classes(bw_inputs: Any, bw_outputs: Any, bw_operators: Any) -> dict
     }
 
 
-def _next_batch(source: Any, part: Any, bytewax_abort: type[BaseException]) -> Iterable[Any]:
+@dataclasses.dataclass(frozen=True)
+class _Abort:
+    """What a source's ``AbortExecution`` becomes on Bytewax: its own abort (one process),
+    or a failure naming the step (several processes, where Bytewax's abort hangs)."""
+
+    bytewax_abort: type[BaseException]
+    step_id: str
+    processes: int = 1
+
+    def error(self, ex: AbortExecution) -> BaseException:
+        if self.processes == 1:
+            return self.bytewax_abort(str(ex))
+        message = (
+            f"step {self.step_id!r}: the source aborted the execution ({ex}); on "
+            f"{self.processes} Bytewax processes an abort stops them all as a failure "
+            "(Bytewax 0.21 would wait forever); run again to resume from the last "
+            "snapshot, if recovery is on"
+        )
+        # Bytewax reports a failure on several processes as "Send thread panic" only.
+        print(f"shmflow: error: {message}", file=sys.stderr, flush=True)
+        return BytewaxAbortError(message)
+
+
+def _next_batch(source: Any, part: Any, abort: _Abort) -> Iterable[Any]:
     """``part.next_batch()``, with shmflow's AbortExecution turned into Bytewax's."""
     try:
         return part.next_batch()
     except AbortExecution as ex:
         # Bytewax runs the source in this process: tell the very source object here.
         source.on_abort(ex.detail)
-        raise bytewax_abort(str(ex)) from ex
+        raise abort.error(ex) from ex
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,9 +347,10 @@ class _Translator:
     arguments and its substeps' results, as Bytewax's scoping rules require.
     """
 
-    def __init__(self, flow: Dataflow, bw: SimpleNamespace) -> None:
+    def __init__(self, flow: Dataflow, bw: SimpleNamespace, processes: int = 1) -> None:
         self._flow = flow
         self._bw = bw
+        self._processes = processes
         self._core: dict[str, CoreStep] = {step.step_id: step for step in flow.core_steps}
         self._done: set[str] = set()
 
@@ -370,10 +421,11 @@ class _Translator:
 
     def _source(self, step: CoreStep) -> Any:
         source = step.config["source"]
+        abort = _Abort(self._bw.AbortExecution, step.step_id, self._processes)
         if isinstance(source, FixedPartitionedSource):
-            return self._bw.FixedSource(source)
+            return self._bw.FixedSource(source, abort)
         if isinstance(source, DynamicSource):
-            return self._bw.DynamicSource(source)
+            return self._bw.DynamicSource(source, abort)
         raise BytewaxTranslationError(
             f"step {step.step_id!r}: cannot run source {type(source).__qualname__} on "
             "Bytewax: only subclasses of engine.inputs.FixedPartitionedSource and "

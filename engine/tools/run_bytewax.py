@@ -105,7 +105,8 @@ def run_on_bytewax(args: argparse.Namespace) -> int:
 
     flow = load_flow_or_usage_error(args.import_str)
     try:
-        bytewax_flow = to_bytewax(flow)
+        processes = 1 if args.addresses is None else len(args.addresses)
+        bytewax_flow = to_bytewax(flow, processes=processes)
     except (BytewaxNotInstalledError, BytewaxTranslationError) as ex:
         print(f"shmflow: error: {ex}", file=sys.stderr)
         return EXIT_FAILED
@@ -125,6 +126,17 @@ def run_on_bytewax(args: argparse.Namespace) -> int:
     except Exception as ex:  # Bytewax's runtime errors chain the user's exception
         traceback.print_exception(ex, file=sys.stderr)
         print(f"shmflow: error: the flow failed on Bytewax's runtime: {ex}", file=sys.stderr)
+        return EXIT_FAILED
+    except BaseException as ex:
+        if type(ex).__name__ != "PanicException":
+            raise
+        # pyo3's panic, which is how Bytewax 0.21 ends every process when one fails.
+        print(
+            f"shmflow: error: the flow failed on Bytewax's runtime ({ex}); Bytewax does "
+            "not pass the cause between processes: see the error printed by the process "
+            "that failed",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return 0
 

@@ -2,9 +2,13 @@
 
 ``entry_point`` runs a flow in each execution mode where it matters: in this process
 (``run_main``) and on 2 and 3 worker processes (``cluster_main``), and, where Bytewax is
-installed, translated by ``engine.bytewax.to_bytewax`` on Bytewax's runtime (tests that
-check shmflow's own errors skip that mode). Every engine test that runs a flow takes it
-from here, so the whole suite runs in every mode.
+installed, translated by ``engine.bytewax.to_bytewax`` on Bytewax's runtime: on 1 worker
+in this process (``bytewax``) and on 2 Bytewax processes over loopback (``bytewax-2proc``,
+forked children running ``bytewax.testing.cluster_main`` with ``proc_id`` 0 and 1; what
+their workers write to a ``TestingSink`` and what their sources report on abort come back
+to the caller's objects, see ``_bytewax_procs``). Tests that check shmflow's own errors,
+and runs with a shmflow recovery store, skip the Bytewax modes. Every engine test that
+runs a flow takes it from here, so the whole suite runs in every mode.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pytest
 
 from engine.dataflow import Dataflow
 from engine.testing import cluster_main, run_main
+from tests.engine._bytewax_procs import run_on_bytewax_processes
 
 EntryPoint = Callable[..., None]
 
@@ -40,21 +45,32 @@ ENTRY_POINTS: dict[str, EntryPoint] = {
 }
 
 
+def _bytewax_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``run_main``'s keyword arguments for Bytewax; a test with a shmflow store skips."""
+    if kwargs.get("recovery_config") is not None:
+        pytest.skip("shmflow recovery stores do not move to Bytewax")
+    return {name: value for name, value in kwargs.items() if name != "recovery_config"}
+
+
 def _on_bytewax(flow: Dataflow, **kwargs: Any) -> None:
     """The flow translated by engine.bytewax.to_bytewax, on Bytewax's runtime (1 worker)."""
     bytewax_testing = pytest.importorskip("bytewax.testing")
     from engine.bytewax import to_bytewax
 
-    if kwargs.get("recovery_config") is not None:
-        pytest.skip("shmflow recovery stores do not move to Bytewax")
-    kwargs.pop("recovery_config", None)
-    bytewax_testing.run_main(to_bytewax(flow), **kwargs)
+    bytewax_testing.run_main(to_bytewax(flow), **_bytewax_kwargs(kwargs))
+
+
+def _on_bytewax_processes(flow: Dataflow, **kwargs: Any) -> None:
+    """The translated flow on 2 Bytewax processes over loopback (see _bytewax_procs)."""
+    run_on_bytewax_processes(flow, **_bytewax_kwargs(kwargs))
 
 
 if importlib.util.find_spec("bytewax") is not None:
-    # Every operator test's flow also runs translated on Bytewax's runtime and must give
-    # the same output (the `cluster` extra; the `dev` extra installs Bytewax too).
+    # Every operator test's flow also runs translated on Bytewax's runtime, on 1 worker
+    # and on 2 processes, and must give the same output (the `cluster` extra; the `dev`
+    # extra installs Bytewax too).
     ENTRY_POINTS["bytewax"] = _on_bytewax
+    ENTRY_POINTS["bytewax-2proc"] = _on_bytewax_processes
 
 
 @pytest.fixture(params=list(ENTRY_POINTS))

@@ -318,8 +318,8 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _run_processes(commands: list[list[str]]) -> None:
-    """Start every command at once; fail with their stderr unless all exit with 0."""
+def _run_processes(commands: list[list[str]]) -> list[tuple[int, str]]:
+    """Start every command at once; return each one's exit status and stderr."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -339,18 +339,27 @@ def _run_processes(commands: list[list[str]]) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    failed = [
-        (cmd, proc.returncode, err)
-        for cmd, proc, (_, err) in zip(commands, procs, outputs, strict=True)
-        if proc.returncode
-    ]
+    return [(proc.returncode, err) for proc, (_, err) in zip(procs, outputs, strict=True)]
+
+
+def _on_bytewax_processes(import_str: str, processes: int = 2) -> list[tuple[int, str]]:
+    """Run ``import_str`` on ``processes`` Bytewax processes over loopback via the CLI."""
+    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+    base = [sys.executable, "-m", "engine.run", import_str, "--runtime", "bytewax", "-a", addresses]
+    return _run_processes([[*base, "-i", str(i)] for i in range(processes)])
+
+
+def _succeeded(results: list[tuple[int, str]]) -> None:
+    failed = [(status, err) for status, err in results if status]
     assert not failed, failed
 
 
-def _on_bytewax_processes(import_str: str, processes: int = 2) -> None:
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
-    base = [sys.executable, "-m", "engine.run", import_str, "--runtime", "bytewax", "-a", addresses]
-    _run_processes([[*base, "-i", str(i)] for i in range(processes)])
+def aborting_flow() -> Dataflow:
+    """A flow whose source aborts the execution halfway (loaded by ``python -m engine.run``)."""
+    flow = Dataflow("bw_abort")
+    items = op.input("inp", flow, TestingSource([1, 2, TestingSource.ABORT(), 3]))
+    op.output("out", items, TestingSink([]))
+    return flow
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -399,7 +408,7 @@ def test_every_stream_id_is_shmflows() -> None:
 
 
 def test_two_bytewax_processes_over_loopback_give_shmflows_output(tmp_path: Path) -> None:
-    _on_bytewax_processes(f"{HERE}:cluster_flow({str(tmp_path)!r})")
+    _succeeded(_on_bytewax_processes(f"{HERE}:cluster_flow({str(tmp_path)!r})"))
     assert {path.name.rsplit("-w", 1)[1] for path in tmp_path.iterdir()} == {"0.txt", "1.txt"}
     expected = _run_shmflow_reference()
     assert all(expected.values()), "every pipeline must have output"
@@ -418,8 +427,8 @@ def test_windowed_file_job_writes_the_same_rows_on_both_runtimes(tmp_path: Path)
         "engine.run",
         f"{HERE}:windowed_file_flow({str(data)!r}, {str(shm_out)!r})",
     ]
-    _run_processes([[*cmd, "-w", "2", "-q"]])
-    _on_bytewax_processes(f"{HERE}:windowed_file_flow({str(data)!r}, {str(bw_out)!r})")
+    _succeeded(_run_processes([[*cmd, "-w", "2", "-q"]]))
+    _succeeded(_on_bytewax_processes(f"{HERE}:windowed_file_flow({str(data)!r}, {str(bw_out)!r})"))
     shm_rows, bw_rows = _read_reprs(shm_out)["rows"], _read_reprs(bw_out)["rows"]
     assert len(shm_rows) == 7 * 60
     assert bw_rows == shm_rows
@@ -511,3 +520,17 @@ def test_cli_usage_errors(
 
 def test_cli_runs_a_flow_on_bytewax_in_this_process() -> None:
     assert run_command(["engine.examples.wordcount", "--runtime", "bytewax", "-w", "2"]) == 0
+
+
+def test_an_abort_on_two_bytewax_processes_stops_both_as_a_failure() -> None:
+    """Bytewax 0.21's own abort would leave both processes waiting forever."""
+    results = _on_bytewax_processes(f"{HERE}:aborting_flow()")
+    assert [status for status, _ in results] == [1, 1], results
+    stderr = "".join(err for _, err in results)
+    assert "step 'bw_abort.inp': the source aborted the execution" in stderr, stderr[-3000:]
+    assert stderr.count("shmflow: error: the flow failed on Bytewax's runtime") == 2
+
+
+def test_processes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="processes must be >= 1"):
+        to_bytewax(Dataflow("empty"), processes=0)
