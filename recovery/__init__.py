@@ -9,7 +9,8 @@ checks it): the engine calls it, never the other way round.
   execution; workers load their share of state and commit one transaction per epoch
   through an :class:`EpochWriter`.
 - :func:`resume_epoch`, :func:`snapshot_to_load` and :func:`gc_plan` are the pure
-  arithmetic behind resume and GC.
+  arithmetic behind resume and GC. GC is incremental (a GC index written with every
+  commit); :class:`BackgroundGc` runs it in a thread so a supervisor never waits on it.
 - A store records which steps hold state: an edited flow resumes it unless it lost a
   step that has state (:class:`OrphanedStateError`; ``RecoveryConfig(drop_state=...)``
   deletes that state instead).
@@ -20,6 +21,7 @@ checks it): the engine calls it, never the other way round.
 - Errors derive from :class:`RecoveryError` (:mod:`recovery.errors`).
 """
 
+from recovery._background import BackgroundGc
 from recovery._codec import TOMBSTONE
 from recovery._config import RecoveryConfig
 from recovery._env import DEFAULT_MAP_SIZE
@@ -61,6 +63,7 @@ __all__ = [
     "DEFAULT_MAP_SIZE",
     "FIRST_EPOCH",
     "TOMBSTONE",
+    "BackgroundGc",
     "CorruptStoreError",
     "EpochWriter",
     "Execution",

@@ -9,7 +9,14 @@ Integers are big-endian so LMDB's byte order is numeric order.
                 start time (f64, Unix seconds), supervisor pid (u32).
 ``frontiers``   execution id (u64) + worker index (u32) -> frontier (u64).
 ``snapshots``   step component + key group (u32) + key component + epoch (u64)
-                -> value.
+                -> value. The key without its epoch is the snapshot's *ident*.
+``written``     epoch (u64) + sequence (u64) -> idents: the GC index (format 3). Every
+                commit adds, per epoch it wrote, records naming the idents it wrote at
+                that epoch (at most ``IDENTS_PER_RECORD`` per record, concatenated: an
+                ident is self-delimiting); ``sequence`` numbers the records of one epoch
+                from 0. GC visits only the records at or before its horizon and deletes
+                each record it handled, so its work follows what was written since the
+                last GC, not the size of the store.
 
 A *component* is a length byte followed by the UTF-8 text when the text has at most
 ``INLINE_MAX`` bytes, else ``0xFF`` followed by a 20-byte BLAKE2b digest of it: any str
@@ -18,6 +25,11 @@ works as a step id or state key while the whole key stays under LMDB's 511-byte 
 all epochs of one (step, key) are adjacent and in ascending epoch order; a step's key
 groups form one contiguous range (rescaling loads by range scan). Source and sink
 partitions live in the reserved group ``PARTITION_GROUP`` after every key group.
+
+Invariant of the GC index: every snapshot with an epoch after ``meta/gc_horizon`` is
+named by a record, and no key has two snapshots at or before the newest GC horizon
+unless a record (not yet handled) names the newer of them. Commits never write at or
+before ``meta/gc_horizon``, which keeps it true.
 
 A snapshot value is the pickle (protocol 5, so it starts with ``0x80``) of the state,
 or empty for a TOMBSTONE. When the step id or the state key was digested, the value
@@ -33,11 +45,14 @@ from typing import Any
 
 __all__ = [
     "FORMAT_VERSION",
+    "IDENTS_PER_RECORD",
+    "INDEXED_FORMAT",
     "INLINE_MAX",
     "NAMES_TAG",
     "PARTITION_GROUP",
     "READABLE_FORMATS",
     "TOMBSTONE",
+    "RecordDecodeError",
     "decode_execution",
     "decode_value",
     "encode_execution",
@@ -45,14 +60,24 @@ __all__ = [
     "name_component",
     "names_header",
     "parse_snapshot_key",
+    "parse_written_key",
+    "split_idents",
+    "written_key",
 ]
 
 #: Version of this layout, stored under ``meta/format``. Format 2 added
 #: ``meta/state_steps``; a format-1 store is read as if every step with a snapshot were
-#: recorded there, and becomes format 2 at its next execution.
-FORMAT_VERSION = 2
+#: recorded there, and becomes format 2 at its next execution. Format 3 added the
+#: ``written`` GC index; an older shmflow would commit without indexing, so it must not
+#: open such a store. A format-1 or -2 store gets its index (one full scan) at its next
+#: execution or GC.
+FORMAT_VERSION = 3
+#: The first format whose stores have the ``written`` GC index.
+INDEXED_FORMAT = 3
 #: The formats this code opens.
-READABLE_FORMATS = (1, 2)
+READABLE_FORMATS = (1, 2, 3)
+#: Most idents in one ``written`` record (so GC can stop between records).
+IDENTS_PER_RECORD = 1024
 #: Longest step id or state key (UTF-8 bytes) stored verbatim in an LMDB key.
 INLINE_MAX = 200
 #: The key group under which source/sink partition states are stored.
@@ -67,6 +92,11 @@ NAMES_TAG = b"N"
 _NAMES = struct.Struct(">II")
 _EXECUTION = struct.Struct(">IQdI")
 _FRONTIER_KEY = struct.Struct(">QI")
+_WRITTEN_KEY = struct.Struct(">QQ")
+
+
+class RecordDecodeError(ValueError):
+    """A stored record does not decode as this layout (reported as a corrupt store)."""
 
 
 class _Tombstone:
@@ -159,3 +189,42 @@ def parse_frontier_key(key: bytes) -> tuple[int, int]:
     """(execution id, worker index) of a ``frontiers`` key."""
     execution_id, worker_index = _FRONTIER_KEY.unpack(key)
     return execution_id, worker_index
+
+
+def written_key(epoch: int, sequence: int) -> bytes:
+    """The ``written`` key of record ``sequence`` of ``epoch``.
+
+    >>> written_key(3, 1).hex()
+    '00000000000000030000000000000001'
+    """
+    return _WRITTEN_KEY.pack(epoch, sequence)
+
+
+def parse_written_key(key: bytes) -> tuple[int, int]:
+    """(epoch, sequence) of a ``written`` key."""
+    epoch, sequence = _WRITTEN_KEY.unpack(key)
+    return epoch, sequence
+
+
+def split_idents(value: bytes) -> list[bytes]:
+    """The idents of a ``written`` record (:class:`RecordDecodeError` if they do not add up).
+
+    >>> ident = name_component(b"step") + (7).to_bytes(4, "big") + name_component(b"key")
+    >>> split_idents(ident + ident) == [ident, ident]
+    True
+    """
+    idents: list[bytes] = []
+    offset, size = 0, len(value)
+    while offset < size:
+        key_start = offset + component_length(value, offset) + 4
+        if key_start >= size:
+            break
+        end = key_start + component_length(value, key_start)
+        if end > size:
+            break
+        idents.append(bytes(value[offset:end]))
+        offset = end
+    if offset != size:
+        msg = f"a GC index record of {size} bytes ends inside an ident at byte {offset}"
+        raise RecordDecodeError(msg)
+    return idents

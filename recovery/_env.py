@@ -13,12 +13,15 @@ clear reader slots of dead processes. Files are created private (``recovery._acc
 Damaged files: before LMDB maps ``data.mdb``, the file must hold at least both meta
 pages; after LMDB validated the meta pages (magic, version, page size) the file must
 cover every page the committed meta claims, since touching a page beyond the end of a
-mapped file is a SIGBUS. LMDB 0.9 refuses page numbers beyond the committed end and
-checks page types as it walks (``MDB_CORRUPTED``/``MDB_PAGE_NOTFOUND``); records that
-LMDB returns but that do not decode as this package's layout are reported as
-corruption too. All of those become :class:`CorruptStoreError`. LMDB keeps no
-checksums: a flipped bit inside a stored value is invisible to it (a state then fails
-to unpickle with an error naming step, key and epoch, or loads changed).
+mapped file is a SIGBUS, except pages LMDB lists as free: a transaction that freed
+pages it had just taken from the end of the file commits without writing them, and
+they are never read (the free list is checked with ``read()``, never ``mmap``). LMDB
+0.9 refuses page numbers beyond the committed end and checks page types as it walks
+(``MDB_CORRUPTED``/``MDB_PAGE_NOTFOUND``); records that LMDB returns but that do not
+decode as this package's layout are reported as corruption too. All of those become
+:class:`CorruptStoreError`. LMDB keeps no checksums: a flipped bit inside a stored
+value is invisible to it (a state then fails to unpickle with an error naming step,
+key and epoch, or loads changed).
 ``python -m recovery verify DIR`` checks every page without handing the file to LMDB.
 """
 
@@ -45,7 +48,7 @@ from recovery._access import (
     tighten_store_files,
     warn_if_shared,
 )
-from recovery._codec import FORMAT_VERSION, READABLE_FORMATS
+from recovery._codec import FORMAT_VERSION, INDEXED_FORMAT, READABLE_FORMATS, RecordDecodeError
 from recovery.errors import (
     CorruptStoreError,
     MissingPartitionsError,
@@ -57,6 +60,7 @@ from recovery.errors import (
 __all__ = [
     "DATA_FILE_NAME",
     "DEFAULT_MAP_SIZE",
+    "INDEX_DATABASE",
     "SUB_DATABASES",
     "Environment",
     "create_environment",
@@ -69,6 +73,10 @@ __all__ = [
 DEFAULT_MAP_SIZE = (1 << 40) if sys.maxsize > 2**32 else (1 << 30)
 #: Named sub-databases of a store, in creation order (``meta`` last marks completion).
 SUB_DATABASES = ("executions", "frontiers", "snapshots", "meta")
+#: The GC index (``recovery/_codec.py``): created with a new store; a store of an older
+#: format has none until its first execution or GC builds it, so ``dbs`` holds None.
+INDEX_DATABASE = "written"
+_MAX_DBS = len(SUB_DATABASES) + 2
 DATA_FILE_NAME = "data.mdb"
 _MAX_READERS = 1024
 #: Smallest valid data file: two meta pages of the smallest page size LMDB uses here.
@@ -84,7 +92,13 @@ _CORRUPTION_ERRORS = (
 #: Free bytes below which an I/O error while writing is taken for a full disk.
 _NEARLY_FULL = 1 << 20
 #: Raised while decoding a record LMDB returned: the bytes are not in our layout.
-_DECODE_ERRORS = (UnicodeDecodeError, struct.error, json.JSONDecodeError, IndexError)
+_DECODE_ERRORS = (
+    UnicodeDecodeError,
+    struct.error,
+    json.JSONDecodeError,
+    IndexError,
+    RecordDecodeError,
+)
 
 
 @dataclass
@@ -207,7 +221,7 @@ def _lmdb_open(path: Path, map_size: int) -> lmdb.Environment:
             subdir=True,
             create=False,
             writemap=False,
-            max_dbs=len(SUB_DATABASES) + 1,
+            max_dbs=_MAX_DBS,
             max_readers=_MAX_READERS,
             lock=True,
             mode=FILE_MODE,
@@ -219,11 +233,46 @@ def _lmdb_open(path: Path, map_size: int) -> lmdb.Environment:
 
 
 def _check_file_covers_pages(path: Path, env: lmdb.Environment) -> None:
-    """A truncated data file would SIGBUS on first access: refuse it up front."""
-    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
-    size = (path / DATA_FILE_NAME).stat().st_size
-    if size < needed:
-        raise _corrupt(path, f"{DATA_FILE_NAME} has {size} bytes, its pages need {needed}")
+    """A truncated data file would SIGBUS on first access: refuse it up front.
+
+    The read transaction keeps writers from reusing the pages of the snapshot it sees
+    (and so of any newer one) while the free list is read from the file.
+    """
+    with env.begin():
+        needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+        size = (path / DATA_FILE_NAME).stat().st_size
+        if size < needed and not _missing_pages_are_free(path / DATA_FILE_NAME):
+            raise _corrupt(path, f"{DATA_FILE_NAME} has {size} bytes, its pages need {needed}")
+
+
+def _missing_pages_are_free(data_file: Path) -> bool:
+    """Whether every page the committed meta claims beyond the end of ``data_file`` is free.
+
+    Reads the meta and the free list with py-lmdb's offline verifier (``read()``, never
+    ``mmap``; the free list is a few pages), the file's size after the meta: every page
+    a meta refers to was written before it. Should that private reader change, the
+    verifier's public full walk decides instead (slower, same answer).
+    """
+    from lmdb import verify as lmdb_verify
+
+    try:
+        with open(data_file, "rb") as file:
+            checker = lmdb_verify._Verifier(file, os.fstat(file.fileno()).st_size)
+            checker.detect_engine()
+            checker.load_metas()
+            checker.filesize = os.fstat(file.fileno()).st_size
+            pages = checker.next_pgno
+            checker.live, checker.free = bytearray(pages), bytearray(pages)
+            free_db = checker.meta.free
+            checker._verify_tree("freeDB", free_db, lmdb_verify._cmp_int, None, is_free=True)
+            for txnid, idl in checker.free_records:
+                checker._decode_idl(txnid, idl)
+    except lmdb_verify.VerifyError:
+        return False
+    except (AttributeError, TypeError):  # pragma: no cover - py-lmdb changed its reader
+        return not lmdb_verify.verify(str(data_file), subdir=False)
+    first_missing = checker.filesize // checker.psize
+    return not checker.errors and all(checker.free[first_missing:pages])
 
 
 def _open_sub_databases(path: Path, env: lmdb.Environment) -> dict[str, Any]:
@@ -250,13 +299,30 @@ def _open_sub_databases(path: Path, env: lmdb.Environment) -> dict[str, Any]:
     if version is None:
         raise _no_store(path, "initialisation never completed")
     if version not in {str(f).encode() for f in READABLE_FORMATS}:
-        readable = " and ".join(str(f) for f in READABLE_FORMATS)
+        *older, newest = (str(f) for f in READABLE_FORMATS)
+        readable = f"{', '.join(older)} and {newest}" if older else newest
         msg = (
             f"recovery store {path} has format {version.decode(errors='replace')}, this "
             f"shmflow reads formats {readable}: use the shmflow that wrote it, or a new store"
         )
         raise RecoveryError(msg)
+    dbs[INDEX_DATABASE] = _open_index(env)
+    if dbs[INDEX_DATABASE] is None and int(version) >= INDEXED_FORMAT:
+        msg = (
+            f"recovery store {path} (format {int(version)}) lacks its sub-database "
+            f"{INDEX_DATABASE}: it was damaged or written by another tool; start afresh "
+            "with a new store"
+        )
+        raise MissingPartitionsError(msg)
     return dbs
+
+
+def _open_index(env: lmdb.Environment) -> Any:
+    """The GC index sub-database, or None when the store has none yet."""
+    try:
+        return env.open_db(INDEX_DATABASE.encode(), create=False)
+    except lmdb.NotFoundError:
+        return None
 
 
 def _has_records(env: lmdb.Environment) -> bool:
@@ -337,7 +403,7 @@ def create_environment(db_dir: str | os.PathLike[str]) -> bool:
                 subdir=True,
                 create=True,
                 writemap=False,
-                max_dbs=len(SUB_DATABASES) + 1,
+                max_dbs=_MAX_DBS,
                 max_readers=_MAX_READERS,
                 mode=FILE_MODE,
             )
@@ -353,10 +419,11 @@ def create_environment(db_dir: str | os.PathLike[str]) -> bool:
 
 
 def _initialise(env: lmdb.Environment) -> bool:
-    """Create the sub-databases and write ``meta/format`` in one write transaction."""
+    """Create the sub-databases (and GC index) and write ``meta/format`` in one transaction."""
     with env.begin(write=True) as txn:
         dbs = {name: env.open_db(name.encode(), txn=txn) for name in SUB_DATABASES}
         if txn.get(b"format", db=dbs["meta"]) is not None:
-            return False
+            return False  # an older store gets its GC index from its next execution or GC
+        env.open_db(INDEX_DATABASE.encode(), txn=txn)
         txn.put(b"format", str(FORMAT_VERSION).encode(), db=dbs["meta"])
         return True

@@ -8,7 +8,9 @@ Two passes, in this order:
    is sound and reachable once, key order, counters and the free list.
 2. **Records.** Only a structurally sound file is then opened with LMDB, and every
    record is decoded as this package's layout (``recovery/_codec.py``): meta, format
-   version, executions, frontiers and each snapshot key and value header.
+   version, executions, frontiers, each snapshot key and value header, and each GC
+   index record; every snapshot after the GC horizon must be named by the index (else
+   GC would never compact it, nor a resume discard it as an abandoned future).
 
 Pickled states are not unpickled (that would run their classes' code); LMDB keeps no
 checksums, so a flipped bit inside a state is found only when it is loaded.
@@ -21,7 +23,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from recovery._codec import PARTITION_GROUP, component_length, decode_value
+from recovery._codec import (
+    PARTITION_GROUP,
+    RecordDecodeError,
+    component_length,
+    decode_value,
+    split_idents,
+)
 from recovery._env import DATA_FILE_NAME
 from recovery._lock import ExecutionLock
 from recovery._store import RecoveryStore
@@ -41,6 +49,8 @@ class VerifyReport:
     data_bytes: int
     executions: int
     snapshots: int
+    #: GC index records checked (None: a store of an older format, without an index).
+    index_records: int | None = None
 
 
 def verify_store(db_dir: str | os.PathLike[str]) -> VerifyReport:
@@ -64,14 +74,18 @@ def verify_store(db_dir: str | os.PathLike[str]) -> VerifyReport:
         _raise_problems(path, _page_problems(path))
         with RecoveryStore.open(path) as store:
             report = store.inspect()
-            snapshots, problems = _snapshot_problems(store, report["key_groups"])
-        _raise_problems(path, problems)
+            named, problems = _index_problems(store, report["key_groups"])
+            snapshots, more = _snapshot_problems(
+                store, report["key_groups"], named, report["gc_horizon"]
+            )
+        _raise_problems(path, problems + more)
     return VerifyReport(
         path=path,
         format=report["format"],
         data_bytes=report["data_bytes"],
         executions=len(report["executions"]),
         snapshots=snapshots,
+        index_records=report["gc_index_records"],
     )
 
 
@@ -89,17 +103,62 @@ def _page_problems(path: Path) -> list[str]:
     return problems
 
 
-def _snapshot_problems(store: RecoveryStore, key_groups: int | None) -> tuple[int, list[str]]:
-    """Count the snapshots and list keys/values that are not in the store's layout."""
+def _index_problems(
+    store: RecoveryStore, key_groups: int | None
+) -> tuple[set[int] | None, list[str]]:
+    """Check every GC index record; return what they name (hashes of snapshot keys).
+
+    None for a store without an index. Hashes keep the set small (a collision could
+    only hide a missing entry, with odds of about n**2 / 2**64).
+    """
+    index = store._index_db()
+    if index is None:
+        return None, []
+    handle = store._env()
+    named: set[int] = set()
+    problems: list[str] = []
+    with store._errors(), handle.env.begin() as txn:
+        for key, value in txn.cursor(db=index):
+            key = bytes(key)
+            where = f"GC index record {key.hex()}"
+            if len(key) != 16:
+                problems.append(f"{where}: {len(key)} bytes, not epoch and sequence (16)")
+                continue
+            try:
+                idents = split_idents(bytes(value))
+            except (RecordDecodeError, IndexError) as error:
+                problems.append(f"{where}: {error}")
+                continue
+            epoch = key[:8]
+            for ident in idents:
+                problem = _snapshot_problem(ident + epoch, b"", key_groups)
+                if problem is not None:
+                    problems.append(f"{where}: ident {ident[:40].hex()}...: {problem}")
+                named.add(hash(ident + epoch))
+    return named, problems
+
+
+def _snapshot_problems(
+    store: RecoveryStore, key_groups: int | None, named: set[int] | None, horizon: int
+) -> tuple[int, list[str]]:
+    """Count the snapshots; list keys/values not in the layout, or missing from the index."""
     handle = store._env()
     problems: list[str] = []
     count = 0
     with store._errors(), handle.env.begin() as txn:
         for key, value in txn.cursor(db=handle.dbs["snapshots"]):
             count += 1
-            problem = _snapshot_problem(bytes(key), bytes(value), key_groups)
+            key = bytes(key)
+            problem = _snapshot_problem(key, bytes(value), key_groups)
+            if (
+                problem is None
+                and named is not None
+                and int.from_bytes(key[-8:], "big") > horizon
+                and hash(key) not in named
+            ):
+                problem = f"after the GC horizon {horizon} but not named by the GC index"
             if problem is not None:
-                problems.append(f"snapshot key {bytes(key)[:40].hex()}...: {problem}")
+                problems.append(f"snapshot key {key[:40].hex()}...: {problem}")
     return count, problems
 
 

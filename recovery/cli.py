@@ -100,9 +100,10 @@ def _gc(args: argparse.Namespace) -> str:
         result = store.gc(backup_epochs=args.backup_interval_epochs)
     if result.horizon < 1:
         return f"gc: nothing to compact yet; {result.remaining_snapshots} snapshots kept"
+    built = " (built the store's GC index: one full scan)" if result.method == "build-index" else ""
     return (
         f"gc: compacted up to epoch {result.horizon}: deleted {result.deleted_snapshots} "
-        f"snapshots, {result.remaining_snapshots} remain"
+        f"snapshots, {result.remaining_snapshots} remain{built}"
     )
 
 
@@ -138,6 +139,13 @@ def _state_steps_line(step_ids: Sequence[str]) -> str:
     return f"state steps ({len(step_ids)}): {', '.join(step_ids) if step_ids else 'none'}"
 
 
+def _index_note(records: int | None) -> str:
+    """What the GC index holds (a store of an older format has none yet)."""
+    if records is None:
+        return " (no GC index yet: the next execution or gc builds it in one scan)"
+    return f" ({records} GC index records to visit)"
+
+
 def render_report(report: dict[str, Any]) -> str:
     """Human-readable text of :meth:`RecoveryStore.inspect`'s report."""
     flow = report["flow_id"]
@@ -148,8 +156,8 @@ def render_report(report: dict[str, Any]) -> str:
         if flow is not None
         else "flow: none yet (no execution has begun)",
         _state_steps_line(report["state_steps"]),
-        f"GC horizon: epoch {report['gc_horizon']}; next execution resumes at epoch "
-        f"{report['next_resume_epoch']}",
+        f"GC horizon: epoch {report['gc_horizon']}{_index_note(report['gc_index_records'])}; "
+        f"next execution resumes at epoch {report['next_resume_epoch']}",
         "",
         f"executions ({len(report['executions'])}):",
     ]

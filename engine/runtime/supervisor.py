@@ -56,7 +56,7 @@ from engine.runtime.relay import with_relays
 from engine.runtime.shipping import dumps_plan
 from engine.runtime.snapshots import ExecutionInfo, begin_execution
 from engine.runtime.summary import ClusterStatus, RunSummary, summarize
-from recovery import RecoveryStore
+from recovery import BackgroundGc, RecoveryStore
 from shm import Counters, Ring, cleanup_stale, new_run_id
 
 __all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
@@ -71,6 +71,9 @@ START_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05
 #: How often the supervisor deletes snapshots behind the cluster frontier (recovery on).
 GC_INTERVAL_S = 5.0
+#: How long the end of a run waits for a background GC to stop (it stops between
+#: transactions of ~20-50 ms, so this is a bound, not a delay).
+GC_STOP_TIMEOUT_S = 30.0
 #: How often the live status callback is called.
 STATUS_INTERVAL_S = 0.5
 
@@ -198,6 +201,10 @@ class _Cluster:
         self._stop_requested = False
         self._wakeup_lock = threading.Lock()  # request_stop() vs closing the pipe
         self._next_gc = time.monotonic() + GC_INTERVAL_S
+        #: GCs of the recovery store, in a background thread (None without recovery).
+        self._gc: BackgroundGc | None = None
+        if store is not None and execution is not None:
+            self._gc = BackgroundGc(store, execution.backup_epochs)
         #: A source aborted the execution (AbortExecution): stop without error.
         self.aborted = False
         self.options = options
@@ -434,11 +441,20 @@ class _Cluster:
         return all(w.done for w in self.workers) and not self.aborted
 
     def _collect_garbage(self) -> None:
-        """Every GC_INTERVAL_S, delete snapshots behind the durable cluster frontier."""
-        if self.store is None or self.execution is None or time.monotonic() < self._next_gc:
+        """Every GC_INTERVAL_S, start deleting snapshots behind the durable cluster frontier.
+
+        The GC runs in a background thread, one at a time, so a store of millions of
+        keys never stalls this loop; a GC that failed fails the run from here.
+        """
+        if self._gc is None or time.monotonic() < self._next_gc:
             return
         self._next_gc = time.monotonic() + GC_INTERVAL_S
-        self.store.gc(backup_epochs=self.execution.backup_epochs)
+        self._gc.start()
+
+    def stop_gc(self, failing: BaseException | None = None) -> None:
+        """Wait (bounded) for the background GC to stop; raise its error (a note on ``failing``)."""
+        if self._gc is not None:
+            self._gc.close(GC_STOP_TIMEOUT_S, failing=failing)
 
     def _fold_frontiers(self) -> None:
         assert self.counters is not None
@@ -564,7 +580,12 @@ def run_flow(
     interval = timedelta(seconds=options.epoch_interval_s)
     with begin_execution(recovery_config, plan, workers, interval) as (store, execution):
         cluster = _Cluster(plan, options, on_status, execution=execution, store=store)
-        summary = _run_cluster(cluster, stop)
+        try:
+            summary = _run_cluster(cluster, stop)
+        except BaseException as error:
+            cluster.stop_gc(failing=error)
+            raise
+        cluster.stop_gc()
         if cluster.finished:
             store.complete_execution(execution.execution_id)
         store.gc(backup_epochs=execution.backup_epochs)

@@ -134,12 +134,13 @@ def test_a_store_of_another_flow_id_is_refused_naming_both(store: RecoveryStore)
 
 
 def _as_format_1(store_dir: Path) -> None:
-    """Rewrite the meta of the (closed) store as a store written before ``state_steps``."""
+    """Rewrite the (closed) store as one written before ``state_steps`` and the GC index."""
     with lmdb.open(str(store_dir), max_dbs=5) as env:
         meta = env.open_db(b"meta")
         with env.begin(write=True) as txn:
             txn.delete(b"state_steps", db=meta)
             txn.put(b"format", b"1", db=meta)
+            txn.drop(env.open_db(b"written", txn=txn), delete=True)
 
 
 def test_a_format_1_store_migrates_treating_every_step_with_state_as_recorded(
@@ -158,7 +159,7 @@ def test_a_format_1_store_migrates_treating_every_step_with_state_as_recorded(
         assert store.inspect()["format"] == 1  # the refused execution changed nothing
         _begin(store, {COUNT, TOTAL}, drop_state={"flow." + "y" * 300})
         report = store.inspect()
-        assert (report["format"], report["state_steps"]) == (2, [COUNT, TOTAL])
+        assert (report["format"], report["state_steps"]) == (3, [COUNT, TOTAL])
         assert _states(store, COUNT) == {"a": 5}
 
 
@@ -169,13 +170,13 @@ def test_a_format_1_store_keeps_its_steps_when_the_caller_names_none(store_dir: 
     with RecoveryStore.open(store_dir) as store:
         store.begin_execution("flow", "fp", worker_count=1)  # same fingerprint: resumes
         report = store.inspect()
-        assert (report["format"], report["state_steps"]) == (2, [COUNT])
+        assert (report["format"], report["state_steps"]) == (3, [COUNT])
 
 
 def test_a_store_of_a_newer_format_is_refused(store_dir: Path) -> None:
     with lmdb.open(str(store_dir), max_dbs=5) as env, env.begin(write=True) as txn:
-        txn.put(b"format", b"3", db=env.open_db(b"meta", txn=txn))
-    with pytest.raises(RecoveryError, match=r"format 3.*reads formats 1 and 2"):
+        txn.put(b"format", b"4", db=env.open_db(b"meta", txn=txn))
+    with pytest.raises(RecoveryError, match=r"format 4.*reads formats 1, 2 and 3"):
         RecoveryStore.open(store_dir)
 
 
