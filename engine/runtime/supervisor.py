@@ -200,7 +200,9 @@ class _Cluster:
         os.set_blocking(self._wakeup_w, False)
         self._stop_requested = False
         self._wakeup_lock = threading.Lock()  # request_stop() vs closing the pipe
-        self._next_gc = time.monotonic() + GC_INTERVAL_S
+        # The first GC starts at once: executions killed within GC_INTERVAL_S of their
+        # start would otherwise leave their garbage to the next execution, and the next.
+        self._next_gc = time.monotonic()
         #: GCs of the recovery store, in a background thread (None without recovery).
         self._gc: BackgroundGc | None = None
         if store is not None and execution is not None:
@@ -441,7 +443,8 @@ class _Cluster:
         return all(w.done for w in self.workers) and not self.aborted
 
     def _collect_garbage(self) -> None:
-        """Every GC_INTERVAL_S, start deleting snapshots behind the durable cluster frontier.
+        """At the start and then every GC_INTERVAL_S, start deleting snapshots behind the
+        durable cluster frontier.
 
         The GC runs in a background thread, one at a time, so a store of millions of
         keys never stalls this loop; a GC that failed fails the run from here.
