@@ -52,10 +52,9 @@ take these policies in turn (:data:`SCHEDULE`: 4 in 9 ``io``, 2 ``pre-io``, 2
   and fills the write transaction;
 - ``random``: a random moment (0.05-2 s after the workers are up), a random victim,
   as in test_chaos;
-- ``gc``: run past the supervisor's first GC (5 s into an execution; it is the only
-  thing the supervisor commits mid-run) and kill during its commit (mostly the
-  supervisor) or shortly after it. Without these executions the store would only grow:
-  an execution killed within its first 5 s collects no garbage.
+- ``gc``: wait until the supervisor is seen committing a GC (one starts with every
+  execution, then one every 5 s, in a thread; it is all the supervisor commits mid-run)
+  and kill during that commit (mostly the supervisor) or shortly after it.
 
 Correctness never depends on the aim (the checks hold for a kill at any moment); the
 aim only makes kills during commits frequent. A kill counts as "in a commit" when, at
@@ -377,7 +376,7 @@ class _CommitWatch:
         self.in_io: list[str] = []
         #: Start times of the commits seen (I/O more than 100 ms after the last I/O).
         self.bursts: list[float] = []
-        #: When the supervisor was first seen writing (its GC: it commits nothing else).
+        #: When the supervisor was first seen writing (a GC: it commits nothing else).
         self.supervisor_io_at: float | None = None
         self._last_io = -math.inf
 
