@@ -809,6 +809,7 @@ class RecoveryStore:
             return index
         work.method = "build-index"
         writer = _RecordWriter(txn.cursor(db=index))
+        pending = _IndexRecords()
         cursor = txn.cursor(db=handle.dbs["snapshots"])
         key = cursor.key() if cursor.first() else b""
         while key:
@@ -827,8 +828,10 @@ class RecoveryStore:
                 key = cursor.key() if key and cursor.set_range(key) else b""
             for epoch in epochs[doomed:]:
                 if epoch > horizon:
-                    writer.add(epoch, ident)
-        writer.flush()
+                    pending.add(epoch, ident)
+            if pending.done:
+                writer.put_all(pending.take())
+        writer.put_all(pending.finish())
         txn.put(b"format", str(INDEXED_FORMAT).encode(), db=meta)
         return index
 
@@ -1064,9 +1067,7 @@ class EpochWriter:
             if batch.items:
                 txn.cursor(db=handle.dbs["snapshots"]).putmulti(batch.items)
                 if index is not None:  # a store without one gets it all indexed later
-                    records = _RecordWriter(txn.cursor(db=index))
-                    for epoch, idents in batch.records:
-                        records.put(epoch, idents)
+                    _RecordWriter(txn.cursor(db=index)).put_all(batch.index.done)
             txn.put(self._frontier_key, frontier.to_bytes(8, "big"), db=handle.dbs["frontiers"])
         self._recorded |= self._unrecorded
         self._unrecorded.clear()
@@ -1126,6 +1127,7 @@ class EpochWriter:
         encoding, errors = TEXT_ENCODING
         tombstone = TOMBSTONE
         append = batch.items.append
+        index = batch.index
         record_full = IDENTS_PER_RECORD
         last_epoch = -1
         epoch_bytes = b""
@@ -1141,7 +1143,7 @@ class EpochWriter:
                     )
                     raise ValueError(msg)
                 last_epoch, epoch_bytes = epoch, epoch.to_bytes(8, "big")
-                idents = batch.idents_of(epoch)
+                idents = index.idents_of(epoch)
             group = groups[crc32(raw) % group_count] if keyed else partition_group
             if state is tombstone:
                 value = b""
@@ -1158,41 +1160,66 @@ class EpochWriter:
             append((ident + epoch_bytes, value))
             idents.append(ident)
             if len(idents) >= record_full:
-                batch.close_record(epoch)
-                idents = batch.idents_of(epoch)
+                index.close_record(epoch)
+                idents = index.idents_of(epoch)
 
 
-class _EncodedBatch:
-    """One commit, encoded: snapshot (key, value) pairs and GC index records."""
+class _IndexRecords:
+    """GC index records being built: per epoch, idents joined into records of at most
+    ``IDENTS_PER_RECORD``; ``done`` holds the finished ones, as ``(epoch, idents)``."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[bytes, bytes]] = []
-        #: (epoch, concatenated idents): the GC index records of this commit.
-        self.records: list[tuple[int, bytes]] = []
+        self.done: list[tuple[int, bytes]] = []
         self._open: dict[int, list[bytes]] = {}
 
     def idents_of(self, epoch: int) -> list[bytes]:
-        """The record of ``epoch`` being filled (append idents to it)."""
+        """The record of ``epoch`` being filled (append idents to it; the caller closes
+        it with :meth:`close_record` once it holds ``IDENTS_PER_RECORD``)."""
         idents = self._open.get(epoch)
         if idents is None:
             idents = self._open[epoch] = []
         return idents
 
     def close_record(self, epoch: int) -> None:
-        """Turn ``epoch``'s record being filled into a finished one."""
+        """Finish ``epoch``'s record being filled."""
         idents = self._open.pop(epoch)
         if idents:
-            self.records.append((epoch, b"".join(idents)))
+            self.done.append((epoch, b"".join(idents)))
 
-    def finish(self) -> None:
-        """Close every record still being filled."""
+    def add(self, epoch: int, ident: bytes) -> None:
+        """Name ``ident`` as written at ``epoch`` (off the commit's hot loop)."""
+        idents = self.idents_of(epoch)
+        idents.append(ident)
+        if len(idents) >= IDENTS_PER_RECORD:
+            self.close_record(epoch)
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """The finished records, handed over (``done`` starts empty again)."""
+        done, self.done = self.done, []
+        return done
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        """Finish every record still being filled; return all finished ones."""
         for epoch in list(self._open):
             self.close_record(epoch)
+        return self.done
+
+
+class _EncodedBatch:
+    """One commit, encoded: snapshot (key, value) pairs and its GC index records."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, bytes]] = []
+        self.index = _IndexRecords()
+
+    def finish(self) -> None:
+        """Finish the index records (after the last snapshot is encoded)."""
+        self.index.finish()
 
     @property
     def oldest_epoch(self) -> int:
         """The oldest epoch of the commit's snapshots (there must be one)."""
-        return min(epoch for epoch, _ in self.records)
+        return min(epoch for epoch, _ in self.index.done)
 
 
 def _restore_states(
@@ -1287,22 +1314,11 @@ class _RecordWriter:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
         self._next: dict[int, int] = {}
-        self._pending: dict[int, list[bytes]] = {}
 
-    def add(self, epoch: int, ident: bytes) -> None:
-        """Name ``ident`` as written at ``epoch`` (records fill up to IDENTS_PER_RECORD)."""
-        idents = self._pending.setdefault(epoch, [])
-        idents.append(ident)
-        if len(idents) >= IDENTS_PER_RECORD:
-            self.put(epoch, b"".join(idents))
-            idents.clear()
-
-    def flush(self) -> None:
-        """Write the records still filling up."""
-        for epoch, idents in self._pending.items():
-            if idents:
-                self.put(epoch, b"".join(idents))
-        self._pending.clear()
+    def put_all(self, records: Iterable[tuple[int, bytes]]) -> None:
+        """Write ``(epoch, idents)`` records (see :class:`_IndexRecords`)."""
+        for epoch, idents in records:
+            self.put(epoch, idents)
 
     def put(self, epoch: int, idents: bytes) -> None:
         """Write one record of concatenated ``idents`` written at ``epoch``."""

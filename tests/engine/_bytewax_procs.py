@@ -61,7 +61,13 @@ from engine.bytewax import to_bytewax
 from engine.dataflow import Dataflow
 from engine.outputs import CallerSink
 
-__all__ = ["PROCESSES", "TIMEOUT_S", "BytewaxProcessesError", "run_on_bytewax_processes"]
+__all__ = [
+    "PROCESSES",
+    "TIMEOUT_S",
+    "BytewaxProcessesError",
+    "free_ports",
+    "run_on_bytewax_processes",
+]
 
 #: Bytewax processes per run.
 PROCESSES = 2
@@ -90,7 +96,7 @@ def run_on_bytewax_processes(
     :class:`BytewaxProcessesError` when one failed, died or ran longer than
     :data:`TIMEOUT_S`.
     """
-    ports = _free_ports(processes)
+    ports = free_ports(processes)
     job = _Job(
         bw_flow=to_bytewax(flow),
         sinks=[step.config["sink"] for step in flow.core_steps if step.kind == "output"],
@@ -248,7 +254,7 @@ def _fail(children: list[_Child], what: str) -> None:
     raise BytewaxProcessesError(f"{what}; every process is stopped.\n{reports}")
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Loopback ports free right now (each bound once by the OS, then released)."""
     sockets = [socket.socket() for _ in range(count)]
     try:

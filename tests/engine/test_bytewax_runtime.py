@@ -14,7 +14,6 @@ Skipped where Bytewax (the ``cluster`` extra) is not installed.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from engine.inputs import Source
 from engine.outputs import DynamicSink, Sink, StatelessSinkPartition
 from engine.testing import TestingSink, TestingSource, run_main
 from engine.tools.run import main as run_command
+from tests.engine._bytewax_procs import free_ports
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
@@ -307,17 +307,6 @@ def _parse_line(line: str) -> tuple[str, int, int]:
 # -- running other processes -------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _run_processes(commands: list[list[str]]) -> list[tuple[int, str]]:
     """Start every command at once; return each one's exit status and stderr."""
     env = {
@@ -344,7 +333,7 @@ def _run_processes(commands: list[list[str]]) -> list[tuple[int, str]]:
 
 def _on_bytewax_processes(import_str: str, processes: int = 2) -> list[tuple[int, str]]:
     """Run ``import_str`` on ``processes`` Bytewax processes over loopback via the CLI."""
-    addresses = ";".join(f"127.0.0.1:{port}" for port in _free_ports(processes))
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(processes))
     base = [sys.executable, "-m", "engine.run", import_str, "--runtime", "bytewax", "-a", addresses]
     return _run_processes([[*base, "-i", str(i)] for i in range(processes)])
 
