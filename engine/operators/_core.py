@@ -5,8 +5,10 @@ Every other operator in :mod:`engine.operators` is a composition of these.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeAlias, TypeVar
@@ -271,6 +273,28 @@ class StatefulKernel:
     params: Any = None
 
 
+_use_kernels: contextvars.ContextVar[bool] = contextvars.ContextVar("shmflow_kernels", default=True)
+
+
+@contextlib.contextmanager
+def general_path() -> Iterator[None]:
+    """Stateful steps defined inside this block run one logic per key, never a kernel.
+
+    For operators that want the general path (``collect_window``) and for tests and
+    benchmarks comparing the two.
+    """
+    token = _use_kernels.set(False)
+    try:
+        yield
+    finally:
+        _use_kernels.reset(token)
+
+
+def kernels_enabled() -> bool:
+    """Whether stateful steps defined now may run on a batch kernel (see general_path)."""
+    return _use_kernels.get()
+
+
 @operator(_core=True)
 def stateful_batch(
     step_id: str,
@@ -307,7 +331,8 @@ def stateful_batch(
     require_callable(builder, "builder")
     # ``_kernel`` is for the operators of this package only: it tells the plan that
     # ``builder`` is one of the runtime's batch kernels (see StatefulKernel).
+    kernel = _kernel if kernels_enabled() else None
     (down,) = add_core_step(
-        "stateful_batch", up.flow(), [up], ["down"], builder=builder, kernel=_kernel
+        "stateful_batch", up.flow(), [up], ["down"], builder=builder, kernel=kernel
     )
     return down

@@ -2,7 +2,8 @@
 
 Folding operators (``count_final``, ``reduce_final``, ``max_final``, ``min_final``)
 pre-aggregate each batch per key in a stateless step before the keyed one, so only one
-partial result per key and batch crosses workers.
+partial result per key and batch crosses workers. The runtime runs ``count_final`` on a
+kernel that replaces that step and counts raw items into one partial per key and epoch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from operator import add as _add
 from typing import Any, Generic, TypeVar
@@ -29,6 +31,7 @@ from engine.operators._core import (
 )
 
 __all__ = [
+    "CountKernelParams",
     "StatefulLogic",
     "count_final",
     "fold_final",
@@ -264,7 +267,6 @@ def stateful_flat_map(
 
 
 _NO_STATE = object()
-_STR_ONLY = {str}
 
 
 class _FoldLogic(StatefulBatchLogic[V, S, S]):
@@ -403,29 +405,51 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
     """
     require_callable(key, "key")
     step = current_step_id()
+    keys_of = _CountKeys(step, None if _is_identity(key) else key)
 
-    count_items_themselves = _is_identity(key)
-
-    def count_batch(batch: list[X]) -> list[tuple[Any, int]]:
-        counts: Counter[Any] = Counter(
-            batch if count_items_themselves else builtins.map(key, batch)
-        )
-        if not set(builtins.map(type, counts)) <= _STR_ONLY:
-            bad = next(k for k in counts if not isinstance(k, str))
-            msg = (
-                f"key function of step {step!r} must return a str; it returned "
-                f"{type(bad).__name__} {item_repr(bad)}"
-            )
-            raise ItemTypeError(msg)
-        return list(counts.items())
+    def count_batch(batch: list[X]) -> list[tuple[str, int]]:
+        return list(Counter(keys_of(batch)).items())
 
     partials = flat_map_batch("count_batch", up, count_batch)
 
     def build(resume: int | None) -> _ReduceLogic[int]:
         return _ReduceLogic(_add, _NO_STATE if resume is None else resume)
 
-    kernel = StatefulKernel("fold", _add, step)
+    kernel = StatefulKernel("count", _add, step, CountKernelParams(keys_of, count_batch))
     return stateful_batch("stateful_batch", partials, build, _kernel=kernel)
+
+
+class _CountKeys:
+    """The keys of a batch for ``count_final``: ``key`` per item (the items themselves
+    for an identity key), checked to be all ``str`` in one C-level pass."""
+
+    def __init__(self, step: str, key: Callable[[Any], str] | None) -> None:
+        self.step = step
+        self.key = key
+
+    def __call__(self, batch: list[Any]) -> list[str]:
+        keys = batch if self.key is None else list(builtins.map(self.key, batch))
+        try:
+            "".join(keys)  # fails on the first item that is not a str
+        except TypeError:
+            bad = next(k for k in keys if not isinstance(k, str))
+            msg = (
+                f"key function of step {self.step!r} must return a str; it returned "
+                f"{type(bad).__name__} {item_repr(bad)}"
+            )
+            raise ItemTypeError(msg) from None
+        return keys
+
+
+@dataclass(frozen=True)
+class CountKernelParams:
+    """What the runtime's ``count_final`` kernel needs: ``keys_of(batch)`` (the checked
+    keys of a batch of raw items) and ``partials``, the per-batch pre-count mapper of the
+    stateless step before the keyed one. The kernel replaces that step by counting the
+    raw items itself, straight into per-epoch partial counts."""
+
+    keys_of: Callable[[list[Any]], list[str]]
+    partials: Callable[[list[Any]], list[tuple[str, int]]]
 
 
 def _identity(x: Any) -> Any:

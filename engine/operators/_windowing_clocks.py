@@ -8,6 +8,7 @@ at once (``_stamp_batch``), which is what the window step uses on its hot path.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,6 +103,8 @@ class _Stamped(Generic[V]):
     timestamps: list[datetime]
     late: list[tuple[V, datetime]]
     watermark: datetime
+    #: Whether ``timestamps`` are known to be in ascending order.
+    in_order: bool = False
 
 
 def _naive_timestamp_error(timestamps: list[Any]) -> TypeError | None:
@@ -264,6 +267,10 @@ class _EventClockLogic(ClockLogic[V, _EventClockState]):
         self.before_batch()
         timestamps = list(map(self._ts_getter, values))
         try:
+            if self._wait >= ZERO_TD and sorted(timestamps) == timestamps:
+                stamped = self._stamp_in_order(values, timestamps)
+                if stamped is not None:
+                    return stamped
             late_at, watermark = self._scan(timestamps)
         except TypeError:
             error = _naive_timestamp_error(timestamps)
@@ -280,6 +287,29 @@ class _EventClockLogic(ClockLogic[V, _EventClockState]):
             [(values[i], timestamps[i]) for i in late_at],
             watermark,
         )
+
+    def _stamp_in_order(self, values: list[V], timestamps: list[datetime]) -> _Stamped[V] | None:
+        """:meth:`_stamp_batch` for ascending timestamps and a non-negative wait, in C.
+
+        Then an item is late exactly when it is before the watermark at the start of
+        the batch (the items ahead of it move the watermark to at most its own
+        timestamp), so the late ones are a prefix. ``None`` if a datetime overflows.
+        """
+        current = self._watermark()
+        late = bisect_left(timestamps, current)
+        if late < len(timestamps):
+            try:
+                reached = timestamps[-1] - self._wait
+            except OverflowError:
+                return None
+            if reached > current:
+                current = reached
+                self._watermark_base = current
+                self._system_time_of_max_event = self._now
+        if not late:
+            return _Stamped(values, timestamps, [], current, in_order=True)
+        late_items = list(zip(values[:late], timestamps[:late], strict=True))
+        return _Stamped(values[late:], timestamps[late:], late_items, current, in_order=True)
 
     def _scan(self, timestamps: list[datetime]) -> tuple[list[int], datetime]:
         """Indexes of the late timestamps and the watermark after all of them."""

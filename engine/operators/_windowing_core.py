@@ -17,19 +17,22 @@ same outputs and snapshots; :func:`general_path` turns that off while building a
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
-from engine.operators._core import StatefulBatchLogic, StatefulKernel
+from engine.operators._core import (
+    StatefulBatchLogic,
+    StatefulKernel,
+    general_path,
+    kernels_enabled,
+)
 from engine.operators._windowing_clocks import (
     UTC_MIN,
     Clock,
@@ -388,25 +391,6 @@ class WindowKernelParams:
     counting: bool
 
 
-_use_kernels: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "shmflow_window_kernels", default=True
-)
-
-
-@contextlib.contextmanager
-def general_path() -> Iterator[None]:
-    """Window steps defined inside this block run one logic per key, never the kernel.
-
-    For the operators that want the general path (``collect_window``) and for tests and
-    benchmarks comparing the two.
-    """
-    token = _use_kernels.set(False)
-    try:
-        yield
-    finally:
-        _use_kernels.reset(token)
-
-
 def window_kernel(
     clock: Clock[Any, Any],
     windower: Windower[Any],
@@ -421,7 +405,7 @@ def window_kernel(
     and a :class:`TumblingWindower` or :class:`SlidingWindower` (exactly those classes:
     a subclass may change their behaviour) run on the kernel.
     """
-    if not _use_kernels.get() or not isinstance(builder, FoldBuilder):
+    if not kernels_enabled() or not isinstance(builder, FoldBuilder):
         return None
     if type(clock) not in (EventClock, SystemClock):
         return None

@@ -24,7 +24,12 @@ from typing import Any
 from engine.errors import EngineRuntimeError
 from engine.runtime.nodes.base import ExecutionAborted, Node, NodeContext, StepStats
 from engine.runtime.nodes.io import InputNode, OutputNode
-from engine.runtime.nodes.stateful import FoldKernelNode, MapKernelNode, StatefulNode
+from engine.runtime.nodes.stateful import (
+    CountKernelNode,
+    FoldKernelNode,
+    MapKernelNode,
+    StatefulNode,
+)
 from engine.runtime.nodes.stateless import (
     BranchNode,
     FlatMapBatchNode,
@@ -33,7 +38,13 @@ from engine.runtime.nodes.stateless import (
     RedistributeNode,
 )
 from engine.runtime.nodes.window import WindowKernelNode
-from engine.runtime.plan import Plan, PlanStep, StatefulBatchConfig, StepKind
+from engine.runtime.plan import (
+    FlatMapBatchConfig,
+    Plan,
+    PlanStep,
+    StatefulBatchConfig,
+    StepKind,
+)
 from engine.runtime.ports import (
     Exchange,
     LocalExchange,
@@ -43,7 +54,7 @@ from engine.runtime.ports import (
 )
 from engine.runtime.progress import EOF_FRONTIER, EpochClock, fold_frontiers
 
-__all__ = ["ExecutionAborted", "StepStats", "Worker", "node_type"]
+__all__ = ["ExecutionAborted", "StepStats", "Worker", "node_type", "node_types"]
 
 #: Upper bound on one idle sleep, so the worker stays responsive to its environment.
 MAX_IDLE_SLEEP_S = 0.05
@@ -65,6 +76,7 @@ NODE_TYPES: dict[StepKind, type[Node]] = {
 KERNEL_NODE_TYPES: dict[str, type[Node]] = {
     "map": MapKernelNode,
     "fold": FoldKernelNode,
+    "count": CountKernelNode,
     "window": WindowKernelNode,
 }
 
@@ -75,6 +87,31 @@ def node_type(step: PlanStep) -> type[Node]:
     if isinstance(config, StatefulBatchConfig) and config.kernel is not None:
         return KERNEL_NODE_TYPES[config.kernel.kind]
     return NODE_TYPES[step.kind]
+
+
+def node_types(plan: Plan) -> list[type[Node]]:
+    """The node class of every step of ``plan``, in order.
+
+    A ``count_final`` kernel counts raw items itself, so the per-batch pre-count step
+    feeding it becomes a pass-through; where that step is not found as expected the
+    kernel runs as a plain fold over the pre-counted pairs.
+    """
+    types = [node_type(s) for s in plan.steps]
+    for step in plan.steps:
+        if types[step.index] is not CountKernelNode:
+            continue
+        assert isinstance(step.config, StatefulBatchConfig) and step.config.kernel
+        pre = plan.producer(step.ups[0])
+        fused = (
+            isinstance(pre.config, FlatMapBatchConfig)
+            and pre.config.mapper is step.config.kernel.params.partials
+            and len(plan.consumers(step.ups[0])) == 1
+        )
+        if fused:
+            types[pre.index] = PassNode
+        else:
+            types[step.index] = FoldKernelNode
+    return types
 
 
 class Worker:
@@ -116,7 +153,7 @@ class Worker:
         self._on_ready = on_ready
         #: Consecutive idle rounds; idle sleeps grow with it (short waits stay cheap).
         self._idle_rounds = 0
-        self.nodes = [node_type(s)(s, self.context) for s in plan.steps]
+        self.nodes = [t(s, self.context) for s, t in zip(plan.steps, node_types(plan), strict=True)]
         self.inputs = [n for n in self.nodes if isinstance(n, InputNode)]
         #: Index of the input to poll first (round-robin with untimed epochs).
         self._input_cursor = 0

@@ -220,6 +220,18 @@ def test_kernel_equals_general_path_on_two_workers(name: str, windower: str) -> 
     assert kernel["late"], "the input is meant to have late items"
 
 
+@pytest.mark.parametrize("name", ["fold", "count", "max"])
+@pytest.mark.parametrize("windower", list(WINDOWERS))
+def test_many_queued_runs_are_merged_in_time_order(name: str, windower: str) -> None:
+    # A falling saw of one-item batches: each starts before the last queued value, so
+    # each opens a run of the key's queue (more runs than MAX_QUEUE_RUNS).
+    seconds = [60 - (i % 25) * 2 + i // 25 for i in range(75)] + [0, 1]
+    raw = [("a" if i % 3 else "b", s, i % 10) for i, s in enumerate(seconds)]
+    kernel, general = _run_both(_items(raw), name, 50, windower, 1, _run_main)
+    assert kernel == general
+    assert len(kernel["down"]) > 5 and kernel["late"]
+
+
 def _resumed(
     items: list[Any], tmp_path: Path, name: str, windower: str, first_general: bool
 ) -> dict[str, list[Any]]:

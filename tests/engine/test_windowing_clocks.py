@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import engine.operators as op
 import engine.operators.windowing as win
@@ -98,6 +100,34 @@ def test_batched_stamping_matches_per_item(wait: float) -> None:
         assert stamped.values == expected_on_time == stamped.timestamps
         assert stamped.watermark == watermark
     assert batched.snapshot() == per_item.snapshot()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.lists(st.integers(0, 80), max_size=30), max_size=6),
+    wait=st.sampled_from([0, 3, 40, -2]),
+    in_order=st.booleans(),
+    step_ms=st.sampled_from([0, 300, 5000]),
+)
+def test_batched_stamping_matches_per_item_on_any_batches(
+    chunks: list[list[int]], wait: float, in_order: bool, step_ms: int
+) -> None:
+    now = TimeTestingGetter(at(500))
+    clock = event_clock(wait, now)
+    per_item, batched = clock.build(None), clock.build(None)
+    for seconds in chunks:
+        chunk = [at(s) for s in (sorted(seconds) if in_order else seconds)]
+        now.advance(timedelta(milliseconds=step_ms))
+        per_item.before_batch()
+        expected = []
+        for ts in chunk:
+            ts_out, watermark = per_item.on_item(ts)
+            expected.append((ts, ts_out < watermark))
+        stamped = batched._stamp_batch(chunk)  # type: ignore[attr-defined]
+        assert [v for v, _ in stamped.late] == [ts for ts, late in expected if late]
+        assert stamped.values == [ts for ts, late in expected if not late] == stamped.timestamps
+        assert stamped.watermark == per_item.on_notify()
+        assert batched.snapshot() == per_item.snapshot()
 
 
 def test_naive_timestamps_are_rejected_with_a_clear_error() -> None:

@@ -3,9 +3,10 @@
 :class:`StatefulNode` runs one :class:`~engine.operators.StatefulBatchLogic` per key.
 Operators that declare a :class:`~engine.operators._core.StatefulKernel` run on a kernel
 that keeps plain per-key states in one dict instead: :class:`MapKernelNode`
-(``stateful_map``) and :class:`FoldKernelNode` (``count_final``, ``reduce_final``,
-``max_final``, ``min_final``; with several workers it also combines partial results per
-epoch before they cross to other workers). Results and snapshots are the same.
+(``stateful_map``), :class:`FoldKernelNode` (``reduce_final``, ``max_final``,
+``min_final``; with several workers it also combines partial results per epoch before
+they cross to other workers) and :class:`CountKernelNode` (``count_final``, counting raw
+items in C). Results and snapshots are the same.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import heapq
 import math
 import operator
+from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,10 +24,11 @@ from engine.operators._core import StatefulBatchLogic
 from engine.operators._stateful import mapper_result_error
 from engine.runtime.nodes.base import EpochBuffer, Node, NodeContext, as_timestamp
 from engine.runtime.plan import PlanStep, StatefulBatchConfig
+from engine.runtime.ports import NullSnapshots
 from engine.runtime.progress import EOF_FRONTIER
 from recovery import TOMBSTONE
 
-__all__ = ["FoldKernelNode", "MapKernelNode", "StatefulNode"]
+__all__ = ["CountKernelNode", "FoldKernelNode", "MapKernelNode", "StatefulNode"]
 
 #: How many times one wake may notify a key whose on_notify leaves it due.
 _MAX_NOTIFY_ROUNDS = 100
@@ -235,10 +238,13 @@ class MapKernelNode(StatefulNode):
         self.mapper = kernel.fn
         self.user_step_id = kernel.user_step_id
         self.states: dict[str, Any] = {}
+        #: Whether snapshots are kept: states here run no user code to snapshot, so
+        #: without a store there is nothing to track per key.
+        self.recording = not isinstance(ctx.snapshots, NullSnapshots)
 
     def apply(self, epoch: int, batch: list[Any]) -> None:
         states, mapper, step_id = self.states, self.mapper, self.step_id
-        get, touch = states.get, self.touched.add
+        get = states.get
         out: list[Any] = []
         append = out.append
         key, value = "", None
@@ -250,24 +256,30 @@ class MapKernelNode(StatefulNode):
         try:
             for key, value in batch:
                 state = get(key)
-                if state is None and type(key) is not str:
+                if state is None and key.__class__ is not str:
                     check_keyed(step_id, batch)  # raises the diagnosis
                 result = mapper(state, value)
-                if type(result) is not tuple or len(result) != 2:
+                if result.__class__ is not tuple:
                     raise mapper_result_error("stateful_map", self.user_step_id, result, value)
-                state = result[0]
+                try:
+                    state, emit = result
+                except ValueError:
+                    raise mapper_result_error(
+                        "stateful_map", self.user_step_id, result, value
+                    ) from None
                 if state is None:
                     states.pop(key, None)
                 else:
                     states[key] = state
-                append((key, result[1]))
-                touch(key)
+                append((key, emit))
         except ItemTypeError as ex:
             raise self.failure(epoch, ex) from None
         except (TypeError, ValueError) as ex:
             raise self.keyed_failure(epoch, batch, ex, f"for key {key!r}")  # noqa: B904
         except Exception as ex:
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
+        if self.recording:
+            self.touched.update(map(_first, batch))
         if out:
             self.emit(0, epoch, out)
 
@@ -351,6 +363,30 @@ class FoldKernelNode(StatefulNode):
 
     def state_of(self, key: str) -> Any:
         return self.states.get(key, TOMBSTONE)
+
+
+class CountKernelNode(FoldKernelNode):
+    """``count_final`` on raw items: the per-batch pre-count step before it passes items
+    through (see :func:`~engine.runtime.worker.node_types`) and this node counts their
+    keys with ``collections``' C-level counting helper into one partial per epoch. At
+    epoch close the partials go to the workers owning their keys, which add them up.
+    """
+
+    def __init__(self, step: PlanStep, ctx: NodeContext) -> None:
+        super().__init__(step, ctx)
+        assert self.kernel is not None
+        self.keys_of = self.kernel.params.keys_of
+        self.combine = True  # with any worker count: counting per epoch is the fast path
+
+    def push(self, port: int, epoch: int, batch: list[Any]) -> None:
+        try:
+            keys = self.keys_of(batch)
+        except Exception as ex:
+            raise self.failure(epoch, ex) from ex
+        partial = self.partials.get(epoch)
+        if partial is None:
+            partial = self.partials[epoch] = {}
+        _count_elements(partial, keys)
 
 
 _MISSING = object()

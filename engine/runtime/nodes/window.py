@@ -43,12 +43,13 @@ from __future__ import annotations
 import copy
 import math
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from heapq import heappop as _heappop
 from heapq import heappush as _heappush
-from itertools import pairwise
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -87,6 +88,8 @@ _TUPLE_ONLY = {tuple}
 HOLD_ITEMS = 16384
 #: ...or once the first of them has waited this long (seconds).
 HOLD_S = 0.05
+#: Queued runs of one key (see ``_KeyWindows.queue``) beyond which they are merged.
+MAX_QUEUE_RUNS = 16
 _STR_ONLY = {str}
 
 
@@ -100,8 +103,6 @@ class _KeyWindows:
         "next_close",
         "opened",
         "queue",
-        "queue_min",
-        "queue_sorted",
         "timer_when",
         "watermark",
     )
@@ -116,12 +117,13 @@ class _KeyWindows:
         self.clock = clock
         self.opened = opened
         self.accs = accs
-        #: Values not yet due, in arrival order; sorted by timestamp (stably) only when
-        #: some may be due or a snapshot is taken, so out-of-order arrivals that wait
-        #: long cost no re-sort per batch.
-        self.queue = queue
-        self.queue_sorted = True
-        self.queue_min: datetime | None = queue[0][1] if queue else None
+        #: Values not yet due: runs of ``(timestamps, values)`` in arrival order, each
+        #: sorted by timestamp. A batch that starts before the last run ends opens a new
+        #: run, so values are sorted once, when due, not re-merged per batch.
+        self.queue: list[tuple[list[datetime], list[Any]]] = []
+        if queue:
+            ordered = sorted(queue, key=_by_timestamp)  # a snapshot may hold arrival order
+            self.queue.append(([ts for _, ts in ordered], [v for v, _ in ordered]))
         self.watermark = UTC_MIN
         self.next_close: datetime | None = min(
             (m.close_time for m in opened.values()), default=None
@@ -235,7 +237,7 @@ class WindowKernelNode(StatefulNode):
                 self._watermark_is(state, stamped.watermark)
                 if stamped.late:
                     self._late(key, stamped.late, out)
-                self._flush(key, state, stamped.values, stamped.timestamps, out)
+                self._flush(key, state, stamped.values, stamped.timestamps, out, stamped.in_order)
                 touched.add(key)
                 self._settle(key, state)
         except Exception as ex:
@@ -322,6 +324,7 @@ class WindowKernelNode(StatefulNode):
         state = self.keys.get(key)
         if state is None:
             return TOMBSTONE
+        queued_times, queued = _merged(state.queue)
         return WindowSnapshot(
             state.clock.snapshot(),
             SlidingState(
@@ -331,7 +334,7 @@ class WindowKernelNode(StatefulNode):
                 }
             ),
             {i: copy.deepcopy(acc) for i, acc in state.accs.items()},
-            list(_sorted_queue(state)),
+            list(zip(queued, queued_times, strict=True)),
         )
 
     # -- one key -----------------------------------------------------------------------
@@ -363,16 +366,18 @@ class WindowKernelNode(StatefulNode):
         values: list[Any],
         timestamps: list[datetime],
         out: list[Any],
+        in_order: bool = False,
     ) -> None:
-        """Fold the due values into their windows, close what the watermark passed."""
+        """Fold the due values into their windows, close what the watermark passed
+        (``in_order``: the timestamps are known to be ascending)."""
         watermark = state.watermark
         if self.ordered:
-            values, timestamps = _due(state, values, timestamps, watermark)
+            values, timestamps = _due(state, values, timestamps, watermark, in_order)
         elif state.queue:  # left over from an ordered execution
-            queued = _sorted_queue(state)
-            values = [v for v, _ in queued] + values
-            timestamps = [ts for _, ts in queued] + timestamps
-            state.queue, state.queue_min = [], None
+            queued_times, queued = _merged(state.queue)
+            values = queued + values
+            timestamps = queued_times + timestamps
+            state.queue = []
         if values:
             self._insert(state, values, timestamps)
         if state.next_close is not None and state.next_close <= watermark:
@@ -380,6 +385,12 @@ class WindowKernelNode(StatefulNode):
 
     def _insert(self, state: _KeyWindows, values: list[Any], timestamps: list[datetime]) -> None:
         align_to, offset = self.align_to, self.offset
+        if self.tumbling and self.ordered and not self.combine:
+            runs = self._tumbling_runs(timestamps)
+            if runs is not None:
+                self._open(state, [window_id for window_id, _, _ in runs])
+                self._fold_runs(state, runs, values)
+                return
         if self.tumbling:
             window_ids = [(ts - align_to) // offset for ts in timestamps]
         else:
@@ -391,13 +402,7 @@ class WindowKernelNode(StatefulNode):
             ]
             window_ids = [window_id for window_id, _ in pairs]
             values = [v for _, v in pairs]
-        opened = state.opened
-        for window_id in dict.fromkeys(window_ids):
-            if window_id not in opened:
-                open_time = align_to + offset * window_id
-                meta = opened[window_id] = WindowMetadata(open_time, open_time + self.length)
-                if state.next_close is None or meta.close_time < state.next_close:
-                    state.next_close = meta.close_time
+        self._open(state, dict.fromkeys(window_ids))
         if self.combine:
             self._merge_partials(state, window_ids, values)
         elif self.counting:
@@ -407,6 +412,58 @@ class WindowKernelNode(StatefulNode):
                 accs[window_id] = get(window_id, 0) + count
         else:
             self._fold(state, window_ids, values)
+
+    def _open(self, state: _KeyWindows, window_ids: Iterable[int]) -> None:
+        """Open the windows of ``window_ids`` not open yet, in that order."""
+        opened, align_to, offset = state.opened, self.align_to, self.offset
+        for window_id in window_ids:
+            if window_id not in opened:
+                open_time = align_to + offset * window_id
+                meta = opened[window_id] = WindowMetadata(open_time, open_time + self.length)
+                if state.next_close is None or meta.close_time < state.next_close:
+                    state.next_close = meta.close_time
+
+    def _tumbling_runs(self, timestamps: list[datetime]) -> list[tuple[int, int, int]] | None:
+        """``(window_id, start, end)``: ``timestamps[start:end]`` (sorted) fall in that
+        tumbling window; one bisection per window instead of arithmetic per value.
+        ``None`` where a window end is beyond what a datetime can hold."""
+        align_to, offset = self.align_to, self.offset
+        runs: list[tuple[int, int, int]] = []
+        append = runs.append
+        start, count = 0, len(timestamps)
+        try:
+            window_id = (timestamps[0] - align_to) // offset
+            close = align_to + offset * (window_id + 1)
+            while True:
+                end = bisect_left(timestamps, close, start)
+                append((window_id, start, end))
+                if end == count:
+                    return runs
+                start = end
+                close += offset
+                window_id += 1
+                if timestamps[start] >= close:  # a gap: skip the empty windows
+                    window_id = (timestamps[start] - align_to) // offset
+                    close = align_to + offset * (window_id + 1)
+        except OverflowError:
+            return None
+
+    def _fold_runs(
+        self, state: _KeyWindows, runs: list[tuple[int, int, int]], values: list[Any]
+    ) -> None:
+        accs = state.accs
+        if self.counting:
+            get = accs.get
+            for window_id, start, end in runs:
+                accs[window_id] = get(window_id, 0) + end - start
+            return
+        folder, builder = self.fold.folder, self.fold.builder
+        whole = len(runs) == 1
+        for window_id, start, end in runs:
+            acc = accs[window_id] if window_id in accs else builder()
+            for value in values if whole else values[start:end]:
+                acc = folder(acc, value)
+            accs[window_id] = acc
 
     def _fold(self, state: _KeyWindows, window_ids: list[int], values: list[Any]) -> None:
         groups = group_by_window(window_ids, values)
@@ -447,8 +504,7 @@ class WindowKernelNode(StatefulNode):
         when = state.next_close
         if self.ordered and state.queue:
             # Queued values must be folded once they are due, even without new items.
-            queued = state.queue_min
-            assert queued is not None
+            queued = min(times[0] for times, _ in state.queue)
             when = queued if when is None else min(when, queued)
         if when == state.timer_when and key in self.timers:
             return
@@ -476,35 +532,73 @@ def _drift_reaches(clock: ClockLogic[Any, Any], when: datetime) -> float:
 
 
 def _due(
-    state: _KeyWindows, values: list[Any], timestamps: list[datetime], watermark: datetime
+    state: _KeyWindows,
+    values: list[Any],
+    timestamps: list[datetime],
+    watermark: datetime,
+    in_order: bool = False,
 ) -> tuple[list[Any], list[datetime]]:
     """The queued and new values due at ``watermark``, sorted by timestamp (stable)."""
-    queue = state.queue
-    if not queue and (not timestamps or max(timestamps) <= watermark):
-        if any(a > b for a, b in pairwise(timestamps)):
-            order = sorted(range(len(values)), key=timestamps.__getitem__)
-            return [values[i] for i in order], [timestamps[i] for i in order]
-        return values, timestamps
     if timestamps:
-        low = min(timestamps)
-        if state.queue_sorted and (
-            (queue and queue[-1][1] > timestamps[0]) or any(a > b for a, b in pairwise(timestamps))
-        ):
-            state.queue_sorted = False
-        queue.extend(zip(values, timestamps, strict=True))
-        state.queue_min = low if state.queue_min is None else min(state.queue_min, low)
-    if state.queue_min is None or state.queue_min > watermark:
-        return [], []  # nothing due yet: leave the queue as it is
-    queue = _sorted_queue(state)
-    cut = bisect_right(queue, watermark, key=_by_timestamp)
-    due, state.queue = queue[:cut], queue[cut:]
-    state.queue_min = state.queue[0][1] if state.queue else None
-    return [v for v, _ in due], [ts for _, ts in due]
+        if not in_order:
+            values, timestamps = _in_time_order(values, timestamps)
+        if not state.queue and timestamps[-1] <= watermark:
+            return values, timestamps
+        _enqueue(state, values, timestamps)
+    due: list[tuple[list[datetime], list[Any]]] = []
+    kept: list[tuple[list[datetime], list[Any]]] = []
+    for run in state.queue:
+        times, queued = run
+        if times[0] > watermark:
+            kept.append(run)
+            continue
+        cut = bisect_right(times, watermark)
+        if cut == len(times):
+            due.append(run)
+        else:
+            due.append((times[:cut], queued[:cut]))
+            del times[:cut], queued[:cut]
+            kept.append(run)
+    if not due:
+        return [], []  # nothing due yet
+    state.queue = kept
+    due_times, due_values = due[0] if len(due) == 1 else _merged(due)
+    return due_values, due_times
 
 
-def _sorted_queue(state: _KeyWindows) -> list[tuple[Any, datetime]]:
-    """The key's queue sorted by timestamp, arrival order kept among equal ones."""
-    if not state.queue_sorted:
-        state.queue.sort(key=_by_timestamp)
-        state.queue_sorted = True
-    return state.queue
+def _in_time_order(
+    values: list[Any], timestamps: list[datetime]
+) -> tuple[list[Any], list[datetime]]:
+    """``values`` and ``timestamps`` sorted by timestamp, arrival order among equal ones."""
+    ordered = sorted(timestamps)
+    if ordered == timestamps:
+        return values, timestamps
+    order = sorted(range(len(values)), key=timestamps.__getitem__)
+    return [values[i] for i in order], ordered
+
+
+def _enqueue(state: _KeyWindows, values: list[Any], timestamps: list[datetime]) -> None:
+    """Queue time-ordered ``values``: onto the last run if they start at or after its
+    end, else as a new run (all runs merged into one once there are too many)."""
+    queue = state.queue
+    if queue:
+        times, queued = queue[-1]
+        if times[-1] <= timestamps[0]:
+            times.extend(timestamps)
+            queued.extend(values)
+            return
+    queue.append((list(timestamps), list(values)))
+    if len(queue) > MAX_QUEUE_RUNS:
+        state.queue = [_merged(queue)]
+
+
+def _merged(
+    runs: list[tuple[list[datetime], list[Any]]],
+) -> tuple[list[datetime], list[Any]]:
+    """Runs (in arrival order) as one run sorted by timestamp, arrival order kept."""
+    if len(runs) == 1:
+        return runs[0]
+    times = list(chain.from_iterable(run_times for run_times, _ in runs))
+    values = list(chain.from_iterable(run_values for _, run_values in runs))
+    order = sorted(range(len(times)), key=times.__getitem__)
+    return [times[i] for i in order], [values[i] for i in order]
