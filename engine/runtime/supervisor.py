@@ -20,7 +20,6 @@ Lifecycle of :func:`run_flow`:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import socket
@@ -161,7 +160,8 @@ class _WorkerProcess:
         return self.process.pid
 
 
-def _start_worker(index: int, boot: Bootstrap) -> _WorkerProcess:
+def _start_worker(index: int) -> _WorkerProcess:
+    """Start worker process ``index``; it waits for its :class:`Bootstrap` on ``conn``."""
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
@@ -176,7 +176,6 @@ def _start_worker(index: int, boot: Bootstrap) -> _WorkerProcess:
     finally:
         theirs.close()
     conn = Connection(ours.detach())
-    conn.send(dataclasses.replace(boot, worker_index=index))
     return _WorkerProcess(index, process, conn, os.pidfd_open(process.pid))
 
 
@@ -237,7 +236,12 @@ class _Cluster:
     def start_workers(self) -> None:
         assert self.counters is not None
         n = self.options.workers
+        # All processes start before any bootstrap is sent: sending a big plan blocks
+        # until that worker has started and read it, which would otherwise delay the
+        # start of every later worker by the start-up of the ones before.
         for k in range(n):
+            self.workers.append(_start_worker(k))
+        for k, worker in enumerate(self.workers):
             boot = Bootstrap(
                 plan=self.plan_bytes,
                 worker_index=k,
@@ -253,7 +257,7 @@ class _Cluster:
                 step_count=len(self.plan.steps),
                 sys_path=list(sys.path),
             )
-            self.workers.append(_start_worker(k, boot))
+            worker.conn.send(boot)
 
     def stop_workers(self) -> None:
         alive = [w for w in self.workers if w.process.poll() is None]
