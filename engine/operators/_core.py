@@ -260,8 +260,10 @@ class StatefulKernel:
 
     ``kind="map"``: the builder's logic is exactly ``stateful_map(fn)``; ``kind="fold"``:
     it reduces values with the associative ``fn`` and emits the result at EOF;
-    ``kind="window"``: it is a fold window step whose clock, windower and folds are in
-    ``params`` (a ``WindowKernelParams``) and ``fn`` is the folder. The
+    ``kind="count"``: the fold of ``count_final``, whose ``params`` (a
+    ``CountKernelParams``) let the runtime count raw items in place of the pre-count
+    step before it; ``kind="window"``: it is a fold window step whose clock, windower
+    and folds are in ``params`` (a ``WindowKernelParams``) and ``fn`` is the folder. The
     runtime then keeps plain per-key states in one dict instead of a logic object per
     key; results and snapshots are the same as running the builder's logic.
     """
