@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.errors import ItemTypeError, item_repr
 
-__all__ = ["check_keyed", "group_by_key"]
+__all__ = ["check_keyed", "group_by_key", "require_str_keys"]
 
 _TUPLE_ONLY = {tuple}
 _STR_ONLY = {str}
@@ -73,3 +73,25 @@ def group_by_key(step_id: str, batch: list[Any]) -> dict[str, list[Any]]:
     if not (set(map(type, batch)) <= _TUPLE_ONLY and set(map(type, groups)) <= _STR_ONLY):
         check_keyed(step_id, batch)
     return groups
+
+
+def require_str_keys(step_id: str, batch: list[Any], keys: list[Any]) -> None:
+    """Raise :class:`ItemTypeError` unless every ``keys[i]`` (what the key function of
+    step ``step_id`` returned for ``batch[i]``) is a ``str``; one C-level pass when so.
+
+    >>> require_str_keys("s", [{"id": 1}], [1])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    engine.errors.ItemTypeError: key function of step 's' must return a str; it ret...
+    """
+    try:
+        "".join(keys)  # fails on the first key that is not a str
+    except TypeError:
+        for item, key in zip(batch, keys, strict=True):
+            if not isinstance(key, str):
+                msg = (
+                    f"key function of step {step_id!r} must return a str; it returned "
+                    f"{type(key).__name__} {item_repr(key)} for item {item_repr(item)}. "
+                    "Wrap it with str() if that is what you mean"
+                )
+                raise ItemTypeError(msg) from None
+        raise

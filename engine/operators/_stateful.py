@@ -19,7 +19,7 @@ from operator import add as _add
 from typing import Any, Generic, TypeVar
 
 from engine._checks import require_callable
-from engine._keyed import check_keyed
+from engine._keyed import check_keyed, require_str_keys
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import (
@@ -421,7 +421,7 @@ def count_final(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedSt
 
 class _CountKeys:
     """The keys of a batch for ``count_final``: ``key`` per item (the items themselves
-    for an identity key), checked to be all ``str`` in one C-level pass."""
+    for an identity key), checked to be all ``str``."""
 
     def __init__(self, step: str, key: Callable[[Any], str] | None) -> None:
         self.step = step
@@ -429,15 +429,7 @@ class _CountKeys:
 
     def __call__(self, batch: list[Any]) -> list[str]:
         keys = batch if self.key is None else list(builtins.map(self.key, batch))
-        try:
-            "".join(keys)  # fails on the first item that is not a str
-        except TypeError:
-            bad = next(k for k in keys if not isinstance(k, str))
-            msg = (
-                f"key function of step {self.step!r} must return a str; it returned "
-                f"{type(bad).__name__} {item_repr(bad)}"
-            )
-            raise ItemTypeError(msg) from None
+        require_str_keys(self.step, batch, keys)
         return keys
 
 

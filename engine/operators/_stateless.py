@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from engine._checks import require_callable
-from engine._keyed import check_keyed
+from engine._keyed import check_keyed, require_str_keys
 from engine.dataflow import Stream, current_step_id, operator
 from engine.errors import ItemTypeError, item_repr
 from engine.operators._core import KeyedStream, flat_map_batch, inspect_debug, output
@@ -345,15 +345,7 @@ def key_on(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedStream[
 
     def key_batch(batch: list[X]) -> list[tuple[str, X]]:
         keys = _apply(key, batch)
-        if not {type(k) for k in keys} <= {str}:
-            for item, k in zip(batch, keys, strict=True):
-                if not isinstance(k, str):
-                    msg = (
-                        f"key function of step {step!r} must return a str; it returned "
-                        f"{type(k).__name__} {item_repr(k)} for item {item_repr(item)}. "
-                        "Wrap it with str() if that is what you mean"
-                    )
-                    raise ItemTypeError(msg)
+        require_str_keys(step, batch, keys)
         return list(zip(keys, batch, strict=True))
 
     return flat_map_batch("flat_map_batch", up, key_batch)

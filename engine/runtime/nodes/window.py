@@ -112,7 +112,7 @@ class _KeyWindows:
         clock: ClockLogic[Any, Any],
         opened: dict[int, WindowMetadata],
         accs: dict[int, Any],
-        queue: list[tuple[Any, datetime]],
+        queued: list[tuple[Any, datetime]],
     ) -> None:
         self.clock = clock
         self.opened = opened
@@ -121,8 +121,8 @@ class _KeyWindows:
         #: sorted by timestamp. A batch that starts before the last run ends opens a new
         #: run, so values are sorted once, when due, not re-merged per batch.
         self.queue: list[tuple[list[datetime], list[Any]]] = []
-        if queue:
-            ordered = sorted(queue, key=_by_timestamp)  # a snapshot may hold arrival order
+        if queued:  # ``(value, timestamp)`` pairs of a snapshot, maybe in arrival order
+            ordered = sorted(queued, key=_by_timestamp)
             self.queue.append(([ts for _, ts in ordered], [v for v, _ in ordered]))
         self.watermark = UTC_MIN
         self.next_close: datetime | None = min(
@@ -570,11 +570,10 @@ def _in_time_order(
     values: list[Any], timestamps: list[datetime]
 ) -> tuple[list[Any], list[datetime]]:
     """``values`` and ``timestamps`` sorted by timestamp, arrival order among equal ones."""
-    ordered = sorted(timestamps)
-    if ordered == timestamps:
+    if sorted(timestamps) == timestamps:
         return values, timestamps
-    order = sorted(range(len(values)), key=timestamps.__getitem__)
-    return [values[i] for i in order], ordered
+    timestamps, values = _by_time(timestamps, values)
+    return values, timestamps
 
 
 def _enqueue(state: _KeyWindows, values: list[Any], timestamps: list[datetime]) -> None:
@@ -600,5 +599,10 @@ def _merged(
         return runs[0]
     times = list(chain.from_iterable(run_times for run_times, _ in runs))
     values = list(chain.from_iterable(run_values for _, run_values in runs))
+    return _by_time(times, values)
+
+
+def _by_time(times: list[datetime], values: list[Any]) -> tuple[list[datetime], list[Any]]:
+    """``times`` and ``values`` stably sorted by time (one sort of indexes)."""
     order = sorted(range(len(times)), key=times.__getitem__)
     return [times[i] for i in order], [values[i] for i in order]
