@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from bench import flows
+from bench._bytecode import compile_project
 from engine import run_flow
 from engine.testing import run_main
 from engine.tools.flows import machine
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table:
         parser.print_help()
         return 2
+    print(compile_project())
     print(f"Machine: {machine()}\n")
     if args.only in (None, "single"):
         print("One worker, in-process (`run_main`), same data as the baseline:\n")

@@ -14,8 +14,9 @@ and prints markdown tables of medians and ratios:
 
     python -m bench.bench_jobs --table [--size small|full] [--rounds R] [--only NAME]
 
-``NAME`` is a job (``log``, ``words``) or a variant (``shmflow-2w``, ``pathway``...;
-a prefix selects several); the loop is always measured, as the reference.
+``NAME`` is a job (``log``, ``words``) or variants (``shmflow-2w``, ``pathway``...; a
+prefix selects several, commas separate several: ``pool,shmflow``); the loop is always
+measured, as the reference.
 
 What the seconds are: in-process variants, the call (flow built beforehand); ``run_flow``
 and Pool, the call including starting the worker processes; Bytewax on 2 workers and
@@ -41,6 +42,7 @@ from typing import Any
 import pytest
 
 from bench import jobs
+from bench._bytecode import compile_project
 
 # -- variants ----------------------------------------------------------------------------------
 
@@ -298,7 +300,8 @@ class Measured:
 def _selected(job: Job, only: str | None) -> list[Variant]:
     if only is None or only == job.name:
         return list(job.variants)
-    chosen = [v for v in job.variants if v.name == "loop" or v.name.startswith(only)]
+    prefixes = tuple(only.split(","))
+    chosen = [v for v in job.variants if v.name == "loop" or v.name.startswith(prefixes)]
     return chosen if len(chosen) > 1 else []
 
 
@@ -365,13 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="measure and print the tables")
     parser.add_argument("--size", choices=sorted(jobs.SIZES), default="full")
     parser.add_argument("--rounds", type=int, default=None, help="default: 3 full, 1 small")
-    parser.add_argument("--only", default=None, help="a job (log, words) or a variant prefix")
+    parser.add_argument("--only", default=None, help="a job (log, words) or variant prefixes, comma-separated")
     args = parser.parse_args(argv)
     if not args.table:
         parser.print_help()
         return 2
     size = jobs.SIZES[args.size]
     rounds = args.rounds or (3 if args.size == "full" else 1)
+    print(compile_project())
     print(f"Machine: {machine()}")
     print(f"Size: {args.size}; {rounds} round(s), variants interleaved; medians.\n")
     with tempfile.TemporaryDirectory(prefix="shmflow-jobs-") as tmp:

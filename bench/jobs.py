@@ -49,9 +49,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "MINUTE",
@@ -124,6 +125,8 @@ def write_access_log(path: Path, lines: int, paths: int = 200, seed: int = 11) -
     "status": 200, "bytes": 1234}``; timestamps start at :data:`START` and cover about
     ``lines * MS_PER_LINE`` ms. Popular paths get up to 5x the lines of rare ones.
     """
+    import numpy as np  # here, not at the top: a worker unpickling the flow needs no numpy
+
     rng = np.random.default_rng(seed)
     weights = 1.0 / (1.0 + np.arange(paths) / 50.0)
     per_path = np.floor(lines * weights / weights.sum()).astype(np.int64)
@@ -151,6 +154,8 @@ def write_access_log(path: Path, lines: int, paths: int = 200, seed: int = 11) -
 
 
 def _vocabulary(size: int, rng: np.random.Generator) -> list[str]:
+    import numpy as np
+
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     words: dict[str, None] = {}
     while len(words) < size:
@@ -161,6 +166,8 @@ def _vocabulary(size: int, rng: np.random.Generator) -> list[str]:
 
 def write_words(path: Path, lines: int, vocabulary: int = 10_000, seed: int = 13) -> None:
     """Write ``lines`` lines of 1-4 space-separated words from a Zipf-like vocabulary."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     vocab = _vocabulary(vocabulary, rng)
     odds = 1.0 / (np.arange(vocabulary) + 10.0)

@@ -21,10 +21,13 @@ checks it): the engine calls it, never the other way round.
 - Errors derive from :class:`RecoveryError` (:mod:`recovery.errors`).
 """
 
-from recovery._background import BackgroundGc
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from recovery._codec import TOMBSTONE
 from recovery._config import RecoveryConfig
-from recovery._env import DEFAULT_MAP_SIZE
 from recovery._keys import DEFAULT_KEY_GROUPS, group_owner, key_group, owned_groups
 from recovery._lock import ExecutionLock
 from recovery._resume import (
@@ -35,15 +38,6 @@ from recovery._resume import (
     resume_epoch,
     snapshot_to_load,
 )
-from recovery._store import (
-    EpochWriter,
-    Execution,
-    GcResult,
-    RecoveryStore,
-    Snapshot,
-    init_db_dir,
-)
-from recovery._verify import VerifyReport, verify_store
 from recovery.errors import (
     CorruptStoreError,
     FlowMismatchError,
@@ -57,6 +51,49 @@ from recovery.errors import (
     StoreInUseError,
     UnpicklableStateError,
 )
+
+if TYPE_CHECKING:
+    from recovery._background import BackgroundGc
+    from recovery._env import DEFAULT_MAP_SIZE
+    from recovery._store import (
+        EpochWriter,
+        Execution,
+        GcResult,
+        RecoveryStore,
+        Snapshot,
+        init_db_dir,
+    )
+    from recovery._verify import VerifyReport, verify_store
+
+#: What needs LMDB, imported on first use: a worker of a run without recovery (most
+#: runs) never loads ``lmdb`` and starts sooner.
+_LAZY = {
+    "BackgroundGc": "recovery._background",
+    "DEFAULT_MAP_SIZE": "recovery._env",
+    "EpochWriter": "recovery._store",
+    "Execution": "recovery._store",
+    "GcResult": "recovery._store",
+    "RecoveryStore": "recovery._store",
+    "Snapshot": "recovery._store",
+    "init_db_dir": "recovery._store",
+    "VerifyReport": "recovery._verify",
+    "verify_store": "recovery._verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'recovery' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DEFAULT_KEY_GROUPS",

@@ -124,6 +124,10 @@ class Counters:
         """Read one slot (any process)."""
         return int(self._view()[slot])
 
+    def values(self) -> list[int]:
+        """All slots as a list of ints, read now (no numpy: cheap in any process)."""
+        return self._view().tolist()
+
     @property
     def array(self) -> npt.NDArray[np.int64]:
         """A read-only numpy copy of all slots, taken now."""

@@ -46,8 +46,6 @@ import struct
 from dataclasses import dataclass
 from types import TracebackType
 
-import psutil
-
 from shm.errors import ShmError, ShmFull
 
 __all__ = [
@@ -122,6 +120,8 @@ def process_start_token(pid: int) -> int | None:
 
 
 def _psutil_start_token(pid: int) -> int | None:
+    import psutil  # only where /proc cannot be read: keeps it out of every worker's start-up
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:

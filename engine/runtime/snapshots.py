@@ -19,18 +19,17 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import recovery
 from engine.inputs import FixedPartitionedSource
 from engine.outputs import FixedPartitionedSink
 from engine.runtime.plan import InputConfig, OutputConfig, Plan, StepKind
 from engine.runtime.progress import EOF_FRONTIER
-from recovery import (
-    Execution,
-    RecoveryConfig,
-    RecoveryStore,
-    owned_groups,
-)
+from recovery import RecoveryConfig, owned_groups
+
+if TYPE_CHECKING:
+    from recovery import Execution, RecoveryStore
 
 __all__ = [
     "ExecutionInfo",
@@ -105,7 +104,7 @@ def begin_execution(
     The lock is held until the ``with`` block ends (the whole execution).
     """
     config = _check_config(recovery_config)
-    store = RecoveryStore.open(config.db_dir)
+    store = recovery.RecoveryStore.open(config.db_dir)
     try:
         with store.lock_for_execution():
             execution: Execution = store.begin_execution(
@@ -148,7 +147,7 @@ class StoreSnapshots:
         self.worker_index = worker_index
         self.worker_count = worker_count
         self._owns_store = store is None
-        self.store = store if store is not None else RecoveryStore.open(info.db_dir)
+        self.store = store if store is not None else recovery.RecoveryStore.open(info.db_dir)
         self.writer = self.store.epoch_writer(info.execution_id, worker_index)
         self.groups = owned_groups(worker_index, info.key_groups, worker_count)
         self._partitions: dict[str, dict[str, Any]] = {}

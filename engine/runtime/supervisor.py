@@ -37,6 +37,7 @@ from typing import Any
 import cloudpickle
 import psutil
 
+import recovery
 from engine.dataflow import Dataflow
 from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
 from engine.inputs import Source
@@ -55,7 +56,6 @@ from engine.runtime.relay import with_relays
 from engine.runtime.shipping import dumps_plan
 from engine.runtime.snapshots import ExecutionInfo, begin_execution
 from engine.runtime.summary import ClusterStatus, RunSummary, summarize
-from recovery import BackgroundGc, RecoveryStore
 from shm import Counters, Ring, cleanup_stale, new_run_id
 
 __all__ = ["ClusterOptions", "ClusterStatus", "RunSummary", "run_flow"]
@@ -189,7 +189,7 @@ class _Cluster:
         on_status: Callable[[ClusterStatus], None] | None = None,
         *,
         execution: ExecutionInfo | None = None,
-        store: RecoveryStore | None = None,
+        store: recovery.RecoveryStore | None = None,
     ) -> None:
         self.execution = execution
         self.store = store
@@ -203,9 +203,9 @@ class _Cluster:
         # start would otherwise leave their garbage to the next execution, and the next.
         self._next_gc = time.monotonic()
         #: GCs of the recovery store, in a background thread (None without recovery).
-        self._gc: BackgroundGc | None = None
+        self._gc: recovery.BackgroundGc | None = None
         if store is not None and execution is not None:
-            self._gc = BackgroundGc(store, execution.backup_epochs)
+            self._gc = recovery.BackgroundGc(store, execution.backup_epochs)
         #: A source aborted the execution (AbortExecution): stop without error.
         self.aborted = False
         self.options = options
@@ -496,7 +496,7 @@ class _Cluster:
         now = time.monotonic()
         if now - self._last_status[0] < STATUS_INTERVAL_S:
             return
-        values = self.counters.array
+        values = self.counters.values()
         items_in = self._total(values, WorkerSlot.ITEMS_IN)
         items_out = self._total(values, WorkerSlot.ITEMS_OUT)
         then, last_in, last_out = self._last_status
@@ -537,7 +537,7 @@ class _Cluster:
         assert self.counters is not None
         return summarize(
             self.layout,
-            self.counters.array,
+            self.counters.values(),
             [step.step_id for step in self.plan.steps],
             [w.pid for w in self.workers],
             self.rings,

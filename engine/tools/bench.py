@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import engine
 from engine.errors import EngineRuntimeError
 from engine.runtime.summary import si
 from engine.tools.args import (
@@ -68,6 +69,30 @@ from engine.tools.tune.report import (
 __all__ = ["BENCH_SCHEMA_VERSION", "FlowResult", "main", "run_benchmark"]
 
 BENCH_SCHEMA_VERSION = 1
+
+
+def bytecode_note() -> str | None:
+    """A warning when every worker will compile shmflow from source, else ``None``.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set and an editable (source) checkout, no ``.pyc``
+    is ever written, so each worker process compiles the engine when it starts.
+    """
+    import importlib.util
+
+    import engine.runtime.worker as probe
+
+    if not sys.dont_write_bytecode or probe.__file__ is None:
+        return None
+    if os.path.exists(importlib.util.cache_from_source(probe.__file__)):
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(engine.__file__)))
+    return (
+        "PYTHONDONTWRITEBYTECODE is set and shmflow is not byte-compiled, so every worker "
+        "compiles it at start (~0.1 s each, in every figure below); once: "
+        f"python -m compileall -q {root}"
+    )
+
+
 BENCH_NOTE = "built-in flows end in counting sinks; baselines measured in the same run"
 
 #: Baselines in column order: key -> (column title, label).
@@ -251,9 +276,11 @@ def run_bench(args: argparse.Namespace) -> int:
             results.append(result)
             if not args.json:
                 if len(results) == 1:
+                    warning = bytecode_note()
                     print(
                         f"shmflow bench ({args.size}) on {machine()}\n"
                         f"note: {BENCH_NOTE}\n{RATE_NOTE}; baselines: whole run\n"
+                        + ("" if warning is None else f"note: {warning}\n")
                     )
                 print(format_flow(result), flush=True)
     except (EngineRuntimeError, RuntimeError) as ex:

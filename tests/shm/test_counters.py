@@ -27,6 +27,11 @@ def test_set_get_array_and_attach() -> None:
                 snapshot[0] = 1  # read-only copy
             counters.set(1, 6)
             assert snapshot[1] == 5 and other.get(1) == 6  # copy vs live
+            values = other.values()
+            assert values == [-(2**63), 6, 0, 2**63 - 1]
+            assert all(type(v) is int for v in values)
+            counters.set(2, 7)
+            assert values[2] == 0  # a copy too
             with pytest.raises(shm.ShmError, match="creator"):
                 other.unlink()
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,21 @@ def test_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixt
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("shmflow bench: error: ")
     assert expected in lines[0]
+
+
+def test_bytecode_note_warns_only_when_workers_would_compile_shmflow(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    bench = _bench_cli
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    assert bench.bytecode_note() is None
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    missing = tmp_path / "worker.cpython.pyc"
+    monkeypatch.setattr(importlib.util, "cache_from_source", lambda _path: str(missing))
+    note = bench.bytecode_note()
+    assert note is not None and "PYTHONDONTWRITEBYTECODE" in note
+    assert "python -m compileall -q" in note
+    missing.write_bytes(b"")
+    assert bench.bytecode_note() is None
