@@ -275,6 +275,19 @@ def test_job(
     assert results == expected
 
 
+def test_parallel_ceiling_is_a_speed_up_of_at_most_the_process_count(
+    inputs: dict[str, tuple[Path, Any]],
+) -> None:
+    ceiling = jobs.parallel_ceiling(inputs["log"][0], processes=2, lines=2_000)
+    assert 0.5 < ceiling <= 2.0
+
+
+def test_only_selects_variants_by_comma_separated_prefixes() -> None:
+    names = [v.name for v in _selected(JOBS["words"], "pool,shmflow-2w")]
+    assert names == ["loop", "pool", "shmflow-2w", "shmflow-2w-redistribute"]
+    assert _selected(JOBS["words"], "nothing") == []
+
+
 # -- script mode: one run, one table per job ---------------------------------------------------
 
 
@@ -368,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="measure and print the tables")
     parser.add_argument("--size", choices=sorted(jobs.SIZES), default="full")
     parser.add_argument("--rounds", type=int, default=None, help="default: 3 full, 1 small")
-    parser.add_argument("--only", default=None, help="a job (log, words) or variant prefixes, comma-separated")
+    parser.add_argument(
+        "--only", default=None, help="a job (log, words) or variant prefixes, comma-separated"
+    )
     args = parser.parse_args(argv)
     if not args.table:
         parser.print_help()
@@ -387,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
             lines = job.lines(size)
             megabytes = path.stat().st_size / 1e6
             print(f"### {job.title}: {lines:,} lines ({megabytes:.1f} MB)\n")
+            if job.name == "log":
+                ceiling = jobs.parallel_ceiling(path)
+                print(
+                    f"Parallel ceiling here: two processes parsing log lines at once are "
+                    f"{ceiling:.2f}x one alone (2.00x on two idle cores).\n"
+                )
             print("\n".join(job_table(job, lines, measure(job, path, variants, rounds))) + "\n")
     return 0
 

@@ -39,6 +39,7 @@ import json
 import multiprocessing
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ __all__ = [
     "log_pool",
     "log_results",
     "main",
+    "parallel_ceiling",
     "parse_line",
     "read_range",
     "run_bytewax_cluster",
@@ -266,6 +268,35 @@ def log_pool(path: Path, processes: int = 2) -> WindowCounts:
                     acc[0] += count
                     acc[1] += total
     return {key: (count, total) for key, (count, total) in merged.items()}
+
+
+# -- what two cores give ------------------------------------------------------------------
+
+
+def _parse_lines(lines: list[str]) -> float:
+    """Seconds to parse ``lines`` (the log job's per-line work), in this process."""
+    started = time.perf_counter()
+    for line in lines:
+        parse_line(line)
+    return time.perf_counter() - started
+
+
+def parallel_ceiling(path: Path, processes: int = 2, lines: int = 50_000) -> float:
+    """How much faster ``processes`` CPU-bound processes are than one, at best, here.
+
+    Each process parses the same ``lines`` lines of the log; the ceiling is
+    ``processes`` x (seconds alone / seconds while all run at once). 2.0 on two idle
+    cores; less where the cores share caches, memory bandwidth or a host.
+    """
+    with open(path, encoding="utf-8") as file:
+        sample = [line for _, line in zip(range(lines), file, strict=False)]
+    ratios = []
+    with multiprocessing.Pool(processes) as pool:
+        for _ in range(5):  # pairs of measurements close in time: the host's load drifts
+            alone = pool.apply(_parse_lines, (sample,))
+            together = max(pool.map(_parse_lines, [sample] * processes, chunksize=1))
+            ratios.append(min(processes * alone / together, float(processes)))
+    return statistics.median(ratios)
 
 
 # -- word count: plain loop, Counter and Pool --------------------------------------------------
