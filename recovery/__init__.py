@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from recovery._codec import TOMBSTONE
 from recovery._config import RecoveryConfig
-from recovery._keys import DEFAULT_KEY_GROUPS, group_owner, key_group, owned_groups
+from recovery._keys import (
+    DEFAULT_KEY_GROUPS,
+    DEFAULT_KEY_HASH,
+    LEGACY_KEY_HASH,
+    group_owner,
+    key_group,
+    key_hash_function,
+    owned_groups,
+)
 from recovery._lock import ExecutionLock
 from recovery._resume import (
     FIRST_EPOCH,
@@ -97,8 +105,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DEFAULT_KEY_GROUPS",
+    "DEFAULT_KEY_HASH",
     "DEFAULT_MAP_SIZE",
     "FIRST_EPOCH",
+    "LEGACY_KEY_HASH",
     "TOMBSTONE",
     "BackgroundGc",
     "CorruptStoreError",
@@ -126,6 +136,7 @@ __all__ = [
     "group_owner",
     "init_db_dir",
     "key_group",
+    "key_hash_function",
     "owned_groups",
     "resume_epoch",
     "snapshot_to_load",

@@ -41,7 +41,6 @@ import json
 import os
 import pickle
 import time
-import zlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,7 +80,12 @@ from recovery._env import (
     release_environment,
     translate_errors,
 )
-from recovery._keys import DEFAULT_KEY_GROUPS
+from recovery._keys import (
+    DEFAULT_KEY_GROUPS,
+    DEFAULT_KEY_HASH,
+    LEGACY_KEY_HASH,
+    key_hash_function,
+)
 from recovery._lock import ExecutionLock
 from recovery._resume import FIRST_EPOCH, gc_horizon, resume_epoch
 from recovery.errors import (
@@ -142,7 +146,9 @@ class Execution:
 
     ``resume_epoch`` is the first epoch the execution runs (load snapshots with epochs
     before it); ``previous_worker_count`` is None for a store's first execution;
-    ``key_groups`` is the store's key-group count (fixed by its first execution).
+    ``key_groups`` is the store's key-group count and ``key_hash`` the name of its key
+    hash (see :mod:`recovery._keys`), both fixed by its first execution: route keys with
+    ``key_group(key, key_groups, key_hash)`` so they meet their state.
     """
 
     execution_id: int
@@ -150,6 +156,16 @@ class Execution:
     previous_worker_count: int | None
     worker_count: int
     key_groups: int
+    key_hash: str = DEFAULT_KEY_HASH
+
+
+def _key_hash(recorded: bytes | None) -> str:
+    """The key hash a store's meta names (none recorded: the hash before there was a choice)."""
+    if recorded is None:
+        return LEGACY_KEY_HASH
+    name = bytes(recorded).decode()
+    key_hash_function(name)  # fails for a hash this version does not know
+    return name
 
 
 @dataclass(frozen=True)
@@ -340,7 +356,7 @@ class RecoveryStore:
         handle = self._env()
         index = self._index_db()
         with self._errors(), handle.env.begin(write=True) as txn:
-            store_groups = self._check_flow(
+            store_groups, key_hash = self._check_flow(
                 txn, flow_id, fingerprint, key_groups, same_version=flow_steps is None
             )
             built = index is None
@@ -362,19 +378,23 @@ class RecoveryStore:
             txn.put(execution_id.to_bytes(8, "big"), record, db=handle.dbs["executions"])
         if built:  # the new sub-database is usable outside its transaction once committed
             handle.dbs[INDEX_DATABASE] = index
-        return Execution(execution_id, resume, previous_workers, worker_count, store_groups)
+        return Execution(
+            execution_id, resume, previous_workers, worker_count, store_groups, key_hash
+        )
 
     def _check_flow(
         self, txn: Any, flow_id: str, fingerprint: str, key_groups: int, *, same_version: bool
-    ) -> int:
-        """Check (or, first time, record) the flow id; return the store's key-group count."""
+    ) -> tuple[int, str]:
+        """Check (or, first time, record) the flow id; return the store's key-group count
+        and key hash."""
         meta = self._env().dbs["meta"]
         stored_flow = txn.get(b"flow_id", db=meta)
         if stored_flow is None:
             txn.put(b"flow_id", flow_id.encode(*TEXT_ENCODING), db=meta)
             txn.put(b"fingerprint", fingerprint.encode(*TEXT_ENCODING), db=meta)
             txn.put(b"key_groups", str(key_groups).encode(), db=meta)
-            return key_groups
+            txn.put(b"key_hash", DEFAULT_KEY_HASH.encode(), db=meta)
+            return key_groups, DEFAULT_KEY_HASH
         stored_id = stored_flow.decode(*TEXT_ENCODING)
         stored_fingerprint = txn.get(b"fingerprint", db=meta).decode(*TEXT_ENCODING)
         if stored_id != flow_id:
@@ -393,7 +413,7 @@ class RecoveryStore:
             )
             raise FlowMismatchError(msg)
         txn.put(b"fingerprint", fingerprint.encode(*TEXT_ENCODING), db=meta)
-        return int(txn.get(b"key_groups", db=meta))
+        return int(txn.get(b"key_groups", db=meta)), _key_hash(txn.get(b"key_hash", db=meta))
 
     def _check_state_steps(
         self,
@@ -549,12 +569,15 @@ class RecoveryStore:
         with self._errors(), handle.env.begin() as txn:
             groups = txn.get(b"key_groups", db=handle.dbs["meta"])
             key_groups = DEFAULT_KEY_GROUPS if groups is None else int(groups)
+            key_hash = _key_hash(txn.get(b"key_hash", db=handle.dbs["meta"]))
             previous_workers = None
             for key, value in txn.cursor(db=handle.dbs["executions"]):
                 worker_count, resume, _, _ = decode_execution(value)
                 execution_id = int.from_bytes(key, "big")
                 result.append(
-                    Execution(execution_id, resume, previous_workers, worker_count, key_groups)
+                    Execution(
+                        execution_id, resume, previous_workers, worker_count, key_groups, key_hash
+                    )
                 )
                 previous_workers = worker_count
         return result
@@ -863,6 +886,7 @@ class RecoveryStore:
         handle = self._env()
         with self._errors(), handle.env.begin() as txn:
             groups = txn.get(b"key_groups", db=handle.dbs["meta"])
+            key_hash = _key_hash(txn.get(b"key_hash", db=handle.dbs["meta"]))
             record = txn.get(execution_id.to_bytes(8, "big"), db=handle.dbs["executions"])
             recorded = self._recorded_steps(txn) if record is not None else set()
         if groups is None or record is None:
@@ -875,7 +899,7 @@ class RecoveryStore:
                 f"of execution {execution_id}"
             )
             raise ValueError(msg)
-        return EpochWriter(self, execution_id, worker_index, int(groups), recorded)
+        return EpochWriter(self, execution_id, worker_index, int(groups), recorded, key_hash)
 
     def _step_prefix(self, step_id: str) -> tuple[bytes, bytes]:
         """(key component, UTF-8 bytes) of a step id, cached."""
@@ -944,7 +968,7 @@ class RecoveryStore:
     def inspect(self) -> dict[str, Any]:
         """A report of the store: meta, executions with frontiers, snapshot stats per step.
 
-        Keys: ``path``, ``format``, ``flow_id``, ``fingerprint``, ``key_groups``,
+        Keys: ``path``, ``format``, ``flow_id``, ``fingerprint``, ``key_groups``, ``key_hash``,
         ``state_steps`` (sorted ids of the steps recorded as holding state),
         ``gc_horizon``, ``gc_index_records`` (GC index records not handled by a GC yet;
         None for a store of an older format, which has no index until its next
@@ -990,6 +1014,7 @@ class RecoveryStore:
             "flow_id": meta.get("flow_id"),
             "fingerprint": meta.get("fingerprint"),
             "key_groups": int(meta["key_groups"]) if "key_groups" in meta else None,
+            "key_hash": meta.get("key_hash", LEGACY_KEY_HASH) if "key_groups" in meta else None,
             "state_steps": state_steps,
             "gc_horizon": int(meta.get("gc_horizon", 0)),
             "gc_index_records": index_records,
@@ -1015,12 +1040,15 @@ class EpochWriter:
         worker_index: int,
         key_groups: int,
         recorded_steps: Iterable[str] = (),
+        key_hash: str = DEFAULT_KEY_HASH,
     ) -> None:
         """Use :meth:`RecoveryStore.epoch_writer`."""
         self.store = store
         self.execution_id = execution_id
         self.worker_index = worker_index
         self.key_groups = key_groups
+        self.key_hash = key_hash
+        self._hash = key_hash_function(key_hash)
         self._frontier_key = frontier_key(execution_id, worker_index)
         self._group_bytes = [group.to_bytes(4, "big") for group in range(key_groups)]
         self._partition_group = PARTITION_GROUP.to_bytes(4, "big")
@@ -1120,7 +1148,7 @@ class EpochWriter:
         """
         step_prefix = self._step_prefix
         dumps = pickle.dumps
-        crc32 = zlib.crc32
+        hash_of = self._hash
         groups = self._group_bytes
         group_count = self.key_groups
         partition_group = self._partition_group
@@ -1144,7 +1172,7 @@ class EpochWriter:
                     raise ValueError(msg)
                 last_epoch, epoch_bytes = epoch, epoch.to_bytes(8, "big")
                 idents = index.idents_of(epoch)
-            group = groups[crc32(raw) % group_count] if keyed else partition_group
+            group = groups[hash_of(raw) % group_count] if keyed else partition_group
             if state is tombstone:
                 value = b""
             else:

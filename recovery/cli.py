@@ -152,7 +152,8 @@ def render_report(report: dict[str, Any]) -> str:
     lines = [
         f"recovery store {report['path']} (format {report['format']}, "
         f"{_size(report['data_bytes'])} on disk)",
-        f"flow: {flow!r} (fingerprint {report['fingerprint']}), {report['key_groups']} key groups"
+        f"flow: {flow!r} (fingerprint {report['fingerprint']}), {report['key_groups']} key groups "
+        f"(key hash {report['key_hash']})"
         if flow is not None
         else "flow: none yet (no execution has begun)",
         _state_steps_line(report["state_steps"]),

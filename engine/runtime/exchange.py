@@ -35,7 +35,13 @@ from engine.runtime.plan import (
 )
 from engine.runtime.ports import Deliver
 from engine.runtime.progress import EOF_FRONTIER, SenderMarks
-from recovery import DEFAULT_KEY_GROUPS, group_owner, key_group
+from recovery import (
+    DEFAULT_KEY_GROUPS,
+    DEFAULT_KEY_HASH,
+    group_owner,
+    key_group,
+    key_hash_function,
+)
 from shm import FrameTooLarge, Ring, WouldBlock
 
 __all__ = [
@@ -104,6 +110,7 @@ class RingExchange:
         first_epoch: int,
         on_wait: Callable[[], None] = lambda: None,
         key_groups: int = DEFAULT_KEY_GROUPS,
+        key_hash: str = DEFAULT_KEY_HASH,
     ) -> None:
         self.worker_index = worker_index
         self.worker_count = worker_count
@@ -112,6 +119,8 @@ class RingExchange:
         self.peers = sorted(outbound)
         self.on_wait = on_wait
         self.key_groups = key_groups
+        key_hash_function(key_hash)  # an unknown name fails here, not per key
+        self.key_hash = key_hash
         exchange_steps = plan.exchange_steps
         self.marks = {
             s.index: SenderMarks.starting_at(first_epoch, self.peers) for s in exchange_steps
@@ -156,13 +165,13 @@ class RingExchange:
         return shares[self.worker_index]
 
     def _owner_function(self, step: PlanStep) -> Callable[[str], int]:
-        workers, groups = self.worker_count, self.key_groups
+        workers, groups, hash_name = self.worker_count, self.key_groups, self.key_hash
         if step.exchange == EXCHANGE_KEY:
 
             def key_owner(key: str) -> int:
                 if type(key) is not str:
                     raise TypeError(key)
-                return group_owner(key_group(key, groups), groups, workers)
+                return group_owner(key_group(key, groups, hash_name), groups, workers)
 
             return key_owner
         if step.exchange == EXCHANGE_PARTITION:

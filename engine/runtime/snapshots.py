@@ -83,6 +83,8 @@ class ExecutionInfo:
     resume_epoch: int
     key_groups: int
     backup_epochs: int
+    #: The store's key hash (``recovery.key_group``): route keys where their state is.
+    key_hash: str = recovery.DEFAULT_KEY_HASH
 
 
 def _check_config(recovery_config: Any) -> RecoveryConfig:
@@ -123,6 +125,7 @@ def begin_execution(
                     resume_epoch=execution.resume_epoch,
                     key_groups=execution.key_groups,
                     backup_epochs=backup,
+                    key_hash=execution.key_hash,
                 ),
             )
     finally:

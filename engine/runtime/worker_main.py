@@ -32,7 +32,7 @@ from engine.runtime.relay import RelayChannel
 from engine.runtime.shipping import loads_plan
 from engine.runtime.snapshots import StoreSnapshots
 from engine.runtime.worker import Worker
-from recovery import DEFAULT_KEY_GROUPS
+from recovery import DEFAULT_KEY_GROUPS, DEFAULT_KEY_HASH
 from shm import Counters, Ring
 
 __all__ = ["main", "run_and_exit"]
@@ -190,6 +190,7 @@ def _run(boot: Bootstrap, channel: RelayChannel) -> Done | Aborted:
             boot.first_epoch,
             on_wait=publisher.heartbeat,
             key_groups=DEFAULT_KEY_GROUPS if info is None else info.key_groups,
+            key_hash=DEFAULT_KEY_HASH if info is None else info.key_hash,
         )
         config = WorkerConfig(
             worker_index=boot.worker_index,

@@ -132,6 +132,45 @@ def test_rescaling_3_then_5_then_1_workers(store: RecoveryConfig) -> None:
         assert [e.worker_count for e in opened.executions()] == [3, 5, 1]
 
 
+def test_a_store_written_with_crc32_keys_resumes_and_rescales_by_crc32(
+    store: RecoveryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lmdb
+
+    import recovery._store
+    from recovery import DEFAULT_KEY_HASH, LEGACY_KEY_HASH, group_owner, key_group
+
+    keys = [f"key{i}" for i in range(23)]
+    # The two hashes disagree about where these keys live: routing a resumed run by the
+    # wrong one would meet no state and restart the sums.
+    assert any(
+        group_owner(key_group(k, 1024, LEGACY_KEY_HASH), 1024, 3)
+        != group_owner(key_group(k, 1024, DEFAULT_KEY_HASH), 1024, 3)
+        for k in keys
+    )
+    items: list[Any] = []
+    for _ in range(3):
+        items.extend((k, n) for n in range(1, 4) for k in keys)
+        items.append(TestingSource.EOF())
+    out: list[Any] = []
+    flow = _sum_flow(items, out)
+    # A store as an older shmflow wrote it: CRC-32 placement, no key hash recorded.
+    monkeypatch.setattr(recovery._store, "DEFAULT_KEY_HASH", LEGACY_KEY_HASH)
+    cluster_main(flow, [], 0, epoch_interval=ZERO, recovery_config=store, worker_count_per_proc=2)
+    monkeypatch.undo()
+    env = lmdb.open(str(store.db_dir), subdir=True, max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.delete(b"key_hash", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    for workers in (3, 1):
+        cluster_main(
+            flow, [], 0, epoch_interval=ZERO, recovery_config=store, worker_count_per_proc=workers
+        )
+    assert _final(out) == {k: 18 for k in keys}
+    with RecoveryStore.open(store.db_dir) as opened:
+        assert opened.inspect()["key_hash"] == LEGACY_KEY_HASH
+
+
 def test_backup_interval_delays_gc(tmp_path: Path) -> None:
     def snapshots_of(db: Path) -> int:
         with RecoveryStore.open(db) as opened:
