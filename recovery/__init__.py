@@ -11,6 +11,9 @@ checks it): the engine calls it, never the other way round.
 - :func:`resume_epoch`, :func:`snapshot_to_load` and :func:`gc_plan` are the pure
   arithmetic behind resume and GC. GC is incremental (a GC index written with every
   commit); :class:`BackgroundGc` runs it in a thread so a supervisor never waits on it.
+- Keys map to a fixed number of key groups by a stable hash (:func:`key_group`); a store
+  records its group count and hash at its first execution (``Execution.key_groups``,
+  ``Execution.key_hash``), and the engine routes keys by them so they meet their state.
 - A store records which steps hold state: an edited flow resumes it unless it lost a
   step that has state (:class:`OrphanedStateError`; ``RecoveryConfig(drop_state=...)``
   deletes that state instead).

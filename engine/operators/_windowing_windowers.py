@@ -185,6 +185,10 @@ class _SlidingWindowerLogic(WindowerLogic[_SlidingState]):
         closed = [(i, m) for i, m in opened.items() if m.close_time <= watermark]
         for window_id, _meta in closed:
             del opened[window_id]
+        # In order of close time: a key's windows then come out in the same order however
+        # its items were batched (a watermark passing them one batch at a time closes
+        # them in that order too). Opening order would depend on the batching.
+        closed.sort(key=_close_time_of)
         return closed
 
     def notify_at(self) -> datetime | None:
@@ -195,6 +199,10 @@ class _SlidingWindowerLogic(WindowerLogic[_SlidingState]):
 
     def snapshot(self) -> _SlidingState:
         return _SlidingState({i: m._copy() for i, m in self.opened.items()})
+
+
+def _close_time_of(window: tuple[int, WindowMetadata]) -> datetime:
+    return window[1].close_time
 
 
 @dataclass

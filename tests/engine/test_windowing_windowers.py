@@ -112,6 +112,15 @@ def test_negative_session_gap_is_rejected() -> None:
 # -- sliding / tumbling logic -------------------------------------------------------------
 
 
+def test_windows_closing_together_come_out_in_close_time_order() -> None:
+    # Opened out of order; one watermark closes all three. Item by item, a watermark
+    # passing them one at a time would close them in close-time order: so must one pass.
+    logic = win.TumblingWindower(SEC, T0).build(None)
+    for second in (7, 2, 5):
+        logic.open_for(at(second))
+    assert [i for i, _ in logic.close_for(at(10))] == [2, 5, 7]
+
+
 def test_sliding_ids_overlap_and_go_negative_before_align_to() -> None:
     logic = win.SlidingWindower(10 * SEC, 5 * SEC, T0).build(None)
     assert list(logic.open_for(at(-7))) == [-3, -2]

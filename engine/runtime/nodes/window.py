@@ -391,6 +391,9 @@ class WindowKernelNode(StatefulNode):
                 self._open(state, [window_id for window_id, _, _ in runs])
                 self._fold_runs(state, runs, values)
                 return
+        if self.tumbling and not (self.ordered or self.combine or self.counting):
+            self._fold_in_arrival_order(state, values, timestamps)
+            return
         if self.tumbling:
             window_ids = [(ts - align_to) // offset for ts in timestamps]
         else:
@@ -465,6 +468,23 @@ class WindowKernelNode(StatefulNode):
                 acc = folder(acc, value)
             accs[window_id] = acc
 
+    def _fold_in_arrival_order(
+        self, state: _KeyWindows, values: list[Any], timestamps: list[datetime]
+    ) -> None:
+        """Tumbling windows, ``ordered=False``: window id, open and fold in one pass over
+        the values (no per-window grouping: each value goes straight into its window)."""
+        accs, opened = state.accs, state.opened
+        get, folder, builder = accs.get, self.fold.folder, self.fold.builder
+        align_to, offset = self.align_to, self.offset
+        for value, ts in zip(values, timestamps, strict=True):
+            window_id = (ts - align_to) // offset
+            acc = get(window_id, _MISSING)
+            if acc is _MISSING:
+                if window_id not in opened:
+                    self._open(state, (window_id,))
+                acc = builder()
+            accs[window_id] = folder(acc, value)
+
     def _fold(self, state: _KeyWindows, window_ids: list[int], values: list[Any]) -> None:
         groups = group_by_window(window_ids, values)
         accs, folder, builder = state.accs, self.fold.folder, self.fold.builder
@@ -486,8 +506,11 @@ class WindowKernelNode(StatefulNode):
 
     def _close(self, key: str, state: _KeyWindows, watermark: datetime, out: list[Any]) -> None:
         opened, accs, append = state.opened, state.accs, out.append
-        # Closed in opening order, like the general path's windower.
-        for window_id in [i for i, m in opened.items() if m.close_time <= watermark]:
+        # In order of close time, like the general path's windower (then batching and
+        # holding do not change a key's output order).
+        due = [(m.close_time, i) for i, m in opened.items() if m.close_time <= watermark]
+        due.sort(key=_first)
+        for _, window_id in due:
             meta = opened.pop(window_id)
             acc = accs.pop(window_id, _MISSING)
             if acc is not _MISSING:
