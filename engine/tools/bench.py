@@ -88,7 +88,8 @@ def bytecode_note() -> str | None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(engine.__file__)))
     return (
         "PYTHONDONTWRITEBYTECODE is set and shmflow is not byte-compiled, so every worker "
-        "compiles it at start (~0.1 s each, in every figure below); once: "
+        "compiles it at start (~0.1 s of every run's wall time; items/s below start "
+        "counting later); once: "
         f"python -m compileall -q {root}"
     )
 
