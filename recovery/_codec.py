@@ -3,8 +3,9 @@
 Integers are big-endian so LMDB's byte order is numeric order.
 
 ``meta``        ASCII names -> UTF-8 text (``format``, ``flow_id``, ``fingerprint``,
-                ``key_groups``, ``gc_horizon``, ``created_at``, ``state_steps``: a JSON
-                list of the step ids that may hold state in ``snapshots``).
+                ``key_groups``, ``key_hash`` (format 4; absent: ``crc32``),
+                ``gc_horizon``, ``created_at``, ``state_steps``: a JSON list of the
+                step ids that may hold state in ``snapshots``).
 ``executions``  execution id (u64) -> worker count (u32), resume epoch (u64),
                 start time (f64, Unix seconds), supervisor pid (u32).
 ``frontiers``   execution id (u64) + worker index (u32) -> frontier (u64).
@@ -48,6 +49,7 @@ __all__ = [
     "IDENTS_PER_RECORD",
     "INDEXED_FORMAT",
     "INLINE_MAX",
+    "KEY_HASH_FORMAT",
     "NAMES_TAG",
     "PARTITION_GROUP",
     "READABLE_FORMATS",
@@ -70,12 +72,17 @@ __all__ = [
 #: recorded there, and becomes format 2 at its next execution. Format 3 added the
 #: ``written`` GC index; an older shmflow would commit without indexing, so it must not
 #: open such a store. A format-1 or -2 store gets its index (one full scan) at its next
-#: execution or GC.
-FORMAT_VERSION = 3
+#: execution or GC. Format 4 places and routes keys by ``meta/key_hash`` (recorded at the
+#: first execution; see :mod:`recovery._keys`); an older shmflow would use plain CRC-32,
+#: so it must not open such a store. A store of an older format that has begun an
+#: execution keeps CRC-32 and its format; one that never has becomes format 4 at its first.
+FORMAT_VERSION = 4
 #: The first format whose stores have the ``written`` GC index.
 INDEXED_FORMAT = 3
+#: The first format whose stores may use another key hash than CRC-32.
+KEY_HASH_FORMAT = 4
 #: The formats this code opens.
-READABLE_FORMATS = (1, 2, 3)
+READABLE_FORMATS = (1, 2, 3, 4)
 #: Most idents in one ``written`` record (so GC can stop between records).
 IDENTS_PER_RECORD = 1024
 #: Longest step id or state key (UTF-8 bytes) stored verbatim in an LMDB key.

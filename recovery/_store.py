@@ -54,6 +54,7 @@ from recovery._codec import (
     IDENTS_PER_RECORD,
     INDEXED_FORMAT,
     INLINE_MAX,
+    KEY_HASH_FORMAT,
     NAMES_TAG,
     PARTITION_GROUP,
     TEXT_ENCODING,
@@ -394,6 +395,9 @@ class RecoveryStore:
             txn.put(b"fingerprint", fingerprint.encode(*TEXT_ENCODING), db=meta)
             txn.put(b"key_groups", str(key_groups).encode(), db=meta)
             txn.put(b"key_hash", DEFAULT_KEY_HASH.encode(), db=meta)
+            if int(txn.get(b"format", db=meta)) < KEY_HASH_FORMAT:
+                # Not CRC-32 any more: an older shmflow must not open this store.
+                txn.put(b"format", str(KEY_HASH_FORMAT).encode(), db=meta)
             return key_groups, DEFAULT_KEY_HASH
         stored_id = stored_flow.decode(*TEXT_ENCODING)
         stored_fingerprint = txn.get(b"fingerprint", db=meta).decode(*TEXT_ENCODING)
@@ -855,7 +859,9 @@ class RecoveryStore:
             if pending.done:
                 writer.put_all(pending.take())
         writer.put_all(pending.finish())
-        txn.put(b"format", str(INDEXED_FORMAT).encode(), db=meta)
+        key_hash = _key_hash(txn.get(b"key_hash", db=meta))
+        indexed = INDEXED_FORMAT if key_hash == LEGACY_KEY_HASH else KEY_HASH_FORMAT
+        txn.put(b"format", str(indexed).encode(), db=meta)
         return index
 
     def _raise_gc_horizon(self, txn: Any, horizon: int) -> None:

@@ -231,5 +231,5 @@ def test_damaged_store_opens_or_fails_clearly(
 def test_verify_reports_what_an_intact_store_holds(intact_store: Path) -> None:
     verify = run_interpreter("-m", "recovery", "verify", str(intact_store))
     assert verify.returncode == 0, verify.stderr
-    assert "format 3" in verify.stdout
+    assert "format 4" in verify.stdout
     assert "(1 executions, 1203 snapshots), no problem found" in verify.stdout

@@ -139,6 +139,7 @@ def _as_format_1(store_dir: Path) -> None:
         meta = env.open_db(b"meta")
         with env.begin(write=True) as txn:
             txn.delete(b"state_steps", db=meta)
+            txn.delete(b"key_hash", db=meta)
             txn.put(b"format", b"1", db=meta)
             txn.drop(env.open_db(b"written", txn=txn), delete=True)
 
@@ -175,8 +176,8 @@ def test_a_format_1_store_keeps_its_steps_when_the_caller_names_none(store_dir: 
 
 def test_a_store_of_a_newer_format_is_refused(store_dir: Path) -> None:
     with lmdb.open(str(store_dir), max_dbs=5) as env, env.begin(write=True) as txn:
-        txn.put(b"format", b"4", db=env.open_db(b"meta", txn=txn))
-    with pytest.raises(RecoveryError, match=r"format 4.*reads formats 1, 2 and 3"):
+        txn.put(b"format", b"5", db=env.open_db(b"meta", txn=txn))
+    with pytest.raises(RecoveryError, match=r"format 5.*reads formats 1, 2, 3 and 4"):
         RecoveryStore.open(store_dir)
 
 

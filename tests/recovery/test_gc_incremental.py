@@ -82,7 +82,8 @@ def apply_gc(model: dict[Thing, set[int]], frontier: int, backup: int) -> int:
 
 
 def as_previous_format(store_dir: Path) -> None:
-    """Make a closed store look like one of format 2: no GC index."""
+    """Make a closed store look like one of format 2: no GC index (its key hash stays:
+    its snapshots were placed by it)."""
     with lmdb.open(str(store_dir), max_dbs=8) as env, env.begin(write=True) as txn:
         txn.drop(env.open_db(b"written", txn=txn), delete=True)
         txn.put(b"format", b"2", db=env.open_db(b"meta", txn=txn))
@@ -265,13 +266,13 @@ def test_a_store_of_the_previous_format_gets_its_index_from_the_first_gc(store_d
         assert result.method == "build-index"
         assert result.deleted_snapshots == apply_gc(model, 8, 2)
         assert contents(store) == as_contents(model)
-        assert store.inspect()["format"] == 3
+        assert store.inspect()["format"] == 4  # indexed, and it records its key hash
         _fill(store, model, range(8, 12))
         result = store.gc(method="incremental")  # the index now names what was written
         assert result.method == "incremental"
         assert result.deleted_snapshots == apply_gc(model, 12, 0)
         assert contents(store) == as_contents(model)
-    assert verify_store(store_dir).format == 3
+    assert verify_store(store_dir).format == 4
 
 
 def test_a_store_of_the_previous_format_gets_its_index_at_its_next_execution(
@@ -288,7 +289,7 @@ def test_a_store_of_the_previous_format_gets_its_index_at_its_next_execution(
         second = store.begin_execution("flow", "fp", worker_count=1, state_steps={STEP})
         assert second.resume_epoch == 3
         report = store.inspect()
-        assert (report["format"], report["steps"][STEP]["newest_epoch"]) == (3, 2)
+        assert (report["format"], report["steps"][STEP]["newest_epoch"]) == (4, 2)
         assert report["gc_index_records"] > 0
         assert store.load_keyed_states(STEP, range(GROUPS), 3) == {"a": 2, "b": "b2"}
         store.epoch_writer(2, 0).commit_epoch(5, [(STEP, "a", 4, "a4")])
@@ -368,10 +369,15 @@ def test_verify_finds_a_damaged_index_record(store_dir: Path) -> None:
         verify_store(store_dir)
 
 
-def test_a_store_of_format_3_without_its_index_is_refused(store_dir: Path) -> None:
+@pytest.mark.parametrize("store_format", [b"3", b"4"])
+def test_an_indexed_format_store_without_its_index_is_refused(
+    store_dir: Path, store_format: bytes
+) -> None:
     with lmdb.open(str(store_dir), max_dbs=8) as env, env.begin(write=True) as txn:
         txn.drop(env.open_db(b"written", txn=txn), delete=True)
-    with pytest.raises(MissingPartitionsError, match=r"format 3.* lacks its sub-database written"):
+        txn.put(b"format", store_format, db=env.open_db(b"meta", txn=txn))
+    expected = rf"format {store_format.decode()}.* lacks its sub-database written"
+    with pytest.raises(MissingPartitionsError, match=expected):
         RecoveryStore.open(store_dir)
 
 

@@ -83,7 +83,8 @@ def test_a_new_store_records_the_default_hash_and_places_state_by_it(tmp_path: P
     with RecoveryStore.open(tmp_path) as store:
         execution = store.begin_execution("flow", "fp", worker_count=1)
         assert execution.key_hash == DEFAULT_KEY_HASH
-        assert store.inspect()["key_hash"] == DEFAULT_KEY_HASH
+        report = store.inspect()
+        assert (report["key_hash"], report["format"]) == (DEFAULT_KEY_HASH, 4)
         store.epoch_writer(1, 0).commit_epoch(2, [("flow.s", k, 1, k) for k in keys])
         resumed = store.begin_execution("flow", "fp", worker_count=2)
         for worker in range(2):
@@ -101,6 +102,7 @@ def test_a_store_without_a_recorded_hash_keeps_crc32(tmp_path: Path) -> None:
     with RecoveryStore.open(tmp_path) as store:
         store.begin_execution("flow", "fp", worker_count=1)
     _set_meta(tmp_path, b"key_hash", None)  # as a store written before the finaliser
+    _set_meta(tmp_path, b"format", b"3")
     with RecoveryStore.open(tmp_path) as store:
         assert store.inspect()["key_hash"] == LEGACY_KEY_HASH
         assert [e.key_hash for e in store.executions()] == [LEGACY_KEY_HASH]
@@ -111,7 +113,8 @@ def test_a_store_without_a_recorded_hash_keeps_crc32(tmp_path: Path) -> None:
             groups = owned_groups(worker, GROUPS, 2)
             share = store.load_keyed_states("flow.s", groups, resumed.resume_epoch)
             assert all(key_group(k, GROUPS, LEGACY_KEY_HASH) in groups for k in share)
-        assert store.inspect()["key_hash"] == LEGACY_KEY_HASH  # not rewritten
+        report = store.inspect()
+        assert (report["key_hash"], report["format"]) == (LEGACY_KEY_HASH, 3)  # kept
 
 
 def test_a_store_naming_an_unknown_hash_is_refused(tmp_path: Path) -> None:
@@ -122,3 +125,17 @@ def test_a_store_naming_an_unknown_hash_is_refused(tmp_path: Path) -> None:
     refused = pytest.raises((ValueError, RecoveryError), match="unknown key hash 'from-the-fu")
     with RecoveryStore.open(tmp_path) as store, refused:
         store.begin_execution("flow", "fp", worker_count=1)
+
+
+def test_an_old_format_store_that_never_ran_takes_the_new_hash_and_format(
+    tmp_path: Path,
+) -> None:
+    # Initialised by an older shmflow (format 3), first executed by this one: nothing is
+    # placed yet, so it uses the default hash, and becomes format 4 so that an older
+    # shmflow (which would route by plain CRC-32) refuses it.
+    init_db_dir(tmp_path)
+    _set_meta(tmp_path, b"format", b"3")
+    with RecoveryStore.open(tmp_path) as store:
+        assert store.begin_execution("flow", "fp", worker_count=1).key_hash == DEFAULT_KEY_HASH
+        report = store.inspect()
+        assert (report["key_hash"], report["format"]) == (DEFAULT_KEY_HASH, 4)

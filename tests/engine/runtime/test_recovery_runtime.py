@@ -160,7 +160,9 @@ def test_a_store_written_with_crc32_keys_resumes_and_rescales_by_crc32(
     monkeypatch.undo()
     env = lmdb.open(str(store.db_dir), subdir=True, max_dbs=16)
     with env.begin(write=True) as txn:
-        txn.delete(b"key_hash", db=env.open_db(b"meta", txn=txn))
+        meta = env.open_db(b"meta", txn=txn)
+        txn.delete(b"key_hash", db=meta)
+        txn.put(b"format", b"3", db=meta)  # what that shmflow wrote
     env.close()
     for workers in (3, 1):
         cluster_main(
