@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import multiprocessing
 import os
@@ -289,7 +290,7 @@ def parallel_ceiling(path: Path, processes: int = 2, lines: int = 50_000) -> flo
     cores; less where the cores share caches, memory bandwidth or a host.
     """
     with open(path, encoding="utf-8") as file:
-        sample = [line for _, line in zip(range(lines), file, strict=False)]
+        sample = list(itertools.islice(file, lines))
     ratios = []
     with multiprocessing.Pool(processes) as pool:
         for _ in range(5):  # pairs of measurements close in time: the host's load drifts

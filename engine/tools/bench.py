@@ -79,13 +79,12 @@ def bytecode_note() -> str | None:
     """
     import importlib.util
 
-    import engine.runtime.worker as probe
-
-    if not sys.dont_write_bytecode or probe.__file__ is None:
+    probe = engine.__file__  # the package's __init__: compiled whenever the rest is
+    if not sys.dont_write_bytecode or probe is None:
         return None
-    if os.path.exists(importlib.util.cache_from_source(probe.__file__)):
+    if os.path.exists(importlib.util.cache_from_source(probe)):
         return None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(engine.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(probe)))
     return (
         "PYTHONDONTWRITEBYTECODE is set and shmflow is not byte-compiled, so every worker "
         "compiles it at start (~0.1 s of every run's wall time; items/s below start "
