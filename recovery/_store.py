@@ -115,6 +115,9 @@ _REPR_LIMIT = 200
 #: Snapshot keys one GC write transaction reads (and so at most deletes), about 20-50 ms
 #: of work here: a worker's commit waits at most that long behind GC.
 GC_CHUNK_KEYS = 20_000
+#: Keys whose key group an :class:`EpochWriter` remembers: a key committed again in a
+#: later epoch (the usual case) skips the key hash (~0.35 us in Python). Cleared when full.
+GROUP_CACHE_KEYS = 1 << 20
 #: What visiting one key named by the GC index costs, in keys of a scan (measured: about
 #: 1.6 us against 0.65 us here); decides between the two ways to GC.
 _VISIT_COST = 2.5
@@ -1057,6 +1060,8 @@ class EpochWriter:
         self._hash = key_hash_function(key_hash)
         self._frontier_key = frontier_key(execution_id, worker_index)
         self._group_bytes = [group.to_bytes(4, "big") for group in range(key_groups)]
+        #: state key -> its key group's 4 bytes (see GROUP_CACHE_KEYS).
+        self._group_of: dict[str, bytes] = {}
         self._partition_group = PARTITION_GROUP.to_bytes(4, "big")
         self._recorded = set(recorded_steps)
         #: Steps seen by this writer that the store has not recorded yet.
@@ -1157,6 +1162,7 @@ class EpochWriter:
         hash_of = self._hash
         groups = self._group_bytes
         group_count = self.key_groups
+        group_of = self._group_of
         partition_group = self._partition_group
         encoding, errors = TEXT_ENCODING
         tombstone = TOMBSTONE
@@ -1178,7 +1184,12 @@ class EpochWriter:
                     raise ValueError(msg)
                 last_epoch, epoch_bytes = epoch, epoch.to_bytes(8, "big")
                 idents = index.idents_of(epoch)
-            group = groups[hash_of(raw) % group_count] if keyed else partition_group
+            known = group_of.get(state_key) if keyed else partition_group
+            if known is None:
+                if len(group_of) >= GROUP_CACHE_KEYS:
+                    group_of.clear()
+                known = group_of[state_key] = groups[hash_of(raw) % group_count]
+            group = known
             if state is tombstone:
                 value = b""
             else:

@@ -10,6 +10,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
+import recovery._store as recovery_store
 from recovery import (
     DEFAULT_KEY_GROUPS,
     DEFAULT_KEY_HASH,
@@ -139,3 +140,25 @@ def test_an_old_format_store_that_never_ran_takes_the_new_hash_and_format(
         assert store.begin_execution("flow", "fp", worker_count=1).key_hash == DEFAULT_KEY_HASH
         report = store.inspect()
         assert (report["key_hash"], report["format"]) == (DEFAULT_KEY_HASH, 4)
+
+
+@pytest.mark.parametrize("cache_keys", [1 << 20, 3])
+def test_keys_committed_again_stay_in_their_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_keys: int
+) -> None:
+    # The writer remembers each key's group; a key committed in several epochs (and
+    # keys seen after the memory was cleared) must land where the hash puts it.
+    monkeypatch.setattr(recovery_store, "GROUP_CACHE_KEYS", cache_keys)
+    init_db_dir(tmp_path)
+    keys = [f"/p{i}" for i in range(40)]
+    with RecoveryStore.open(tmp_path) as store:
+        store.begin_execution("flow", "fp", worker_count=1)
+        writer = store.epoch_writer(1, 0)
+        for epoch in (1, 2, 3):
+            writer.commit_epoch(epoch + 1, [("flow.s", k, epoch, (k, epoch)) for k in keys])
+        resumed = store.begin_execution("flow", "fp", worker_count=3)
+        for worker in range(3):
+            groups = owned_groups(worker, GROUPS, 3)
+            share = store.load_keyed_states("flow.s", groups, resumed.resume_epoch)
+            owned = [k for k in keys if key_group(k, GROUPS) in groups]
+            assert share == {k: (k, 3) for k in owned}
