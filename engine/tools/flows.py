@@ -40,7 +40,6 @@ The flows (:data:`BENCHMARKS`, by name):
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
 import queue
@@ -50,8 +49,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import numpy as np
 
 import engine.operators as op
 import engine.operators.windowing as win
@@ -309,6 +306,8 @@ def arrays(
     Items share the same ``distinct`` array objects, so the input costs little memory
     and pickles (to reach worker processes) as those arrays plus references.
     """
+    import numpy as np  # here: a worker loading a benchmark flow's plan needs no numpy
+
     rng = np.random.default_rng(seed)
     rows = list(rng.random((min(n, distinct), length)))
     return [(f"key{i % keys}", rows[i % distinct]) for i in range(n)]
@@ -574,6 +573,8 @@ def queue_baseline(data: list[Any], loop: Callable[..., None], batch_size: int) 
     ``loop(batch, state)`` on each. Both are started (spawn) and ready before the clock
     starts; the clock stops when the consumer has processed the last batch.
     """
+    import multiprocessing
+
     ctx = multiprocessing.get_context("spawn")
     batches, ready, results = ctx.Queue(QUEUE_DEPTH), ctx.Queue(), ctx.Queue()
     go = ctx.Event()

@@ -71,6 +71,20 @@ def test_a_worker_without_recovery_imports_no_lmdb_numpy_or_psutil() -> None:
     assert out == [(), ()]
 
 
+def test_a_worker_running_a_builtin_benchmark_flow_imports_no_numpy() -> None:
+    # The flows of `shmflow bench` and bench/ live in engine.tools.flows, which the
+    # worker imports to unpickle their sources and sinks: numpy there cost every
+    # worker ~60 ms, half the start-up of a 2-worker run.
+    from engine.tools.flows import ListSource
+
+    out: list[Any] = []
+    flow = Dataflow("builtin")
+    s = op.input("inp", flow, ListSource([0, 1], partitions=2))
+    op.output("out", op.map("loaded", s, _loaded(("engine.tools.flows", *HEAVY))), TestingSink(out))
+    run_flow(flow, workers=2)
+    assert out == [("engine.tools.flows",)] * 2
+
+
 def test_the_caller_reads_the_run_summary_without_numpy() -> None:
     # The summary used to read the counters through numpy: ~60 ms at the end of a run
     # of a script that does not use numpy itself.
