@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import engine
 from engine.errors import EngineRuntimeError
 from engine.runtime.summary import si
 from engine.tools.args import (
@@ -59,6 +58,7 @@ from engine.tools.tune.recommend import (
 )
 from engine.tools.tune.report import (
     RATE_NOTE,
+    bytecode_note,
     progress_printer,
     render_table,
     row_cells,
@@ -69,28 +69,6 @@ from engine.tools.tune.report import (
 __all__ = ["BENCH_SCHEMA_VERSION", "FlowResult", "main", "run_benchmark"]
 
 BENCH_SCHEMA_VERSION = 1
-
-
-def bytecode_note() -> str | None:
-    """A warning when every worker will compile shmflow from source, else ``None``.
-
-    With ``PYTHONDONTWRITEBYTECODE`` set and an editable (source) checkout, no ``.pyc``
-    is ever written, so each worker process compiles the engine when it starts.
-    """
-    import importlib.util
-
-    probe = engine.__file__  # the package's __init__: compiled whenever the rest is
-    if not sys.dont_write_bytecode or probe is None:
-        return None
-    if os.path.exists(importlib.util.cache_from_source(probe)):
-        return None
-    root = os.path.dirname(os.path.dirname(os.path.abspath(probe)))
-    return (
-        "PYTHONDONTWRITEBYTECODE is set and shmflow is not byte-compiled, so every worker "
-        "compiles it at start (~0.1 s of every run's wall time; items/s below start "
-        "counting later); once: "
-        f"python -m compileall -q {root}"
-    )
 
 
 BENCH_NOTE = "built-in flows end in counting sinks; baselines measured in the same run"

@@ -67,6 +67,7 @@ from engine.tools.tune.report import (
     BOTTLENECK_COLUMN,
     RATE_NOTE,
     TUNE_SCHEMA_VERSION,
+    bytecode_note,
     format_result,
     progress_printer,
     render_table,
@@ -194,6 +195,9 @@ def run_tune(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tune_document(result, args.import_str), indent=2, allow_nan=False))
     else:
+        warning = bytecode_note()
+        if warning is not None:
+            print(f"note: {warning}")
         print(format_result(result), end="")
         if args.plot is not None:
             print(f"plot: {args.plot}")

@@ -274,6 +274,30 @@ def test_json_schema(cpu_bound_document: dict[str, Any]) -> None:
     assert set(doc["recommendation"]) == {"workers", "best_workers", "share_of_best", "reason"}
 
 
+def test_tune_says_when_workers_compile_shmflow_at_start(
+    file_sink_flow: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Compiling costs each worker ~0.1 s of wall time, which tune's wall-time column
+    # includes: the text output says so, with the command that avoids it.
+    import importlib.util
+
+    module, _ = file_sink_flow
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    missing = tmp_path / "engine.cpython.pyc"
+    monkeypatch.setattr(importlib.util, "cache_from_source", lambda _path: str(missing))
+    assert cli.main(["tune", str(module), "-w", "1", "-q"]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("note: PYTHONDONTWRITEBYTECODE is set")
+    assert "python -m compileall -q" in first and "recommendation: " in out
+    missing.write_bytes(b"")
+    assert cli.main(["tune", str(module), "-w", "1", "-q"]) == 0
+    assert "PYTHONDONTWRITEBYTECODE" not in capsys.readouterr().out
+
+
 @pytest.mark.timeout(90)
 def test_single_partition_flow_gets_one_worker(capsys: pytest.CaptureFixture[str]) -> None:
     doc = _tune_json(
