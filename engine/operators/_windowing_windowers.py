@@ -331,6 +331,9 @@ class _SessionWindowerLogic(WindowerLogic[_SessionState]):
         closed = [(i, m) for i, m in sessions.items() if m.close_time < close_before]
         for window_id, _meta in closed:
             del sessions[window_id]
+        # In time order, not creation order (with ``ordered=False`` a later session can
+        # be created first): as item-by-item processing would close them, one by one.
+        closed.sort(key=_close_time_of)
         return closed
 
     def notify_at(self) -> datetime | None:

@@ -233,6 +233,15 @@ def test_session_merged_ids_include_earlier_merges() -> None:
     assert closed[3] == win.WindowMetadata(at(12), at(30), {1, 2})
 
 
+def test_sessions_closing_together_close_in_time_order() -> None:
+    # Created out of time order (as with ordered=False); a watermark closing both
+    # closes the earlier one first, as a watermark passing them one at a time would.
+    logic = win.SessionWindower(5 * SEC).build(None)
+    assert list(logic.open_for(at(30))) == [0]
+    assert list(logic.open_for(at(10))) == [1]
+    assert [i for i, _ in logic.close_for(at(100))] == [1, 0]
+
+
 def test_session_flow_ordered_matches_bytewax(entry_point: EntryPoint) -> None:
     items = [
         ("a", (at(s), v)) for s, v in [(0, 1), (3, 2), (20, 3), (12, 4), (16, 5), (40, 6), (1, 7)]
