@@ -1184,12 +1184,11 @@ class EpochWriter:
                     raise ValueError(msg)
                 last_epoch, epoch_bytes = epoch, epoch.to_bytes(8, "big")
                 idents = index.idents_of(epoch)
-            known = group_of.get(state_key) if keyed else partition_group
-            if known is None:
+            group = group_of.get(state_key) if keyed else partition_group
+            if group is None:
                 if len(group_of) >= GROUP_CACHE_KEYS:
                     group_of.clear()
-                known = group_of[state_key] = groups[hash_of(raw) % group_count]
-            group = known
+                group = group_of[state_key] = groups[hash_of(raw) % group_count]
             if state is tombstone:
                 value = b""
             else:
