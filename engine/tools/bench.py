@@ -32,6 +32,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,8 @@ from engine.tools.tune.recommend import (
 from engine.tools.tune.report import (
     RATE_NOTE,
     bytecode_note,
+    late_note,
+    note_line,
     progress_printer,
     render_table,
     row_cells,
@@ -126,6 +129,7 @@ class FlowResult:
             "baselines": baselines,
             "results": [{**row_document(row), "ratios": self.ratios(row)} for row in self.rows],
             "recommendation": asdict(self.recommendation),
+            "late_note": late_note(self.rows),
         }
 
 
@@ -192,6 +196,7 @@ def format_flow(result: FlowResult) -> str:
         f"{render_table(header, rows, indent='  ')}\n"
         f"  recommendation: {workers_text(result.recommendation.workers)} -- "
         f"{result.recommendation.reason}\n"
+        + textwrap.indent(note_line(late_note(result.rows)), "  ")
     )
 
 

@@ -64,6 +64,7 @@ from engine.outputs import (
 __all__ = [
     "BENCHMARKS",
     "FLOWS",
+    "KEY_STRIDE",
     "SIZES",
     "T0",
     "Benchmark",
@@ -98,6 +99,8 @@ __all__ = [
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 #: ``--size`` choices of ``shmflow bench``.
 SIZES = ("small", "full")
+#: Event ``i``'s key index is congruent to ``i`` modulo this (see :func:`events`).
+KEY_STRIDE = 4
 
 
 # -- source and sinks ----------------------------------------------------------------------
@@ -208,9 +211,13 @@ def generated_word(i: int, vocabulary: int = 10_000) -> str:
 
 
 def generated_event(i: int, keys: int = 100) -> tuple[str, datetime, int]:
-    """Event ``i``: ``(key, timestamp, value)`` at 1,000 events per second."""
+    """Event ``i``: ``(key, timestamp, value)`` at 1,000 events per second.
+
+    Keys are spread like those of :func:`events` (each key in one partition).
+    """
+    lane = (i * 2_654_435_761) % 4_294_967_291 % (keys // KEY_STRIDE)
     return (
-        f"sensor{(i * 2_654_435_761) % 4_294_967_291 % keys}",
+        f"sensor{lane * KEY_STRIDE + i % KEY_STRIDE}",
         T0 + timedelta(milliseconds=i),
         (i * 40_503) % 100,
     )
@@ -290,10 +297,23 @@ def words(n: int, vocabulary: int = 10_000, seed: int = 7) -> list[str]:
 
 
 def events(n: int, keys: int = 100, seed: int = 7) -> list[tuple[str, datetime, int]]:
-    """``(key, timestamp, value)``: 1,000 events per second, in time order."""
+    """``(key, timestamp, value)``: 1,000 events per second, in time order.
+
+    Event ``i``'s key index is congruent to ``i`` modulo :data:`KEY_STRIDE` (``keys`` is
+    rounded down to a multiple of it), so a source dealing the events round-robin into 1, 2 or 4
+    partitions keeps every key in one partition, in time order, like a log partitioned
+    by key. Then no event is late on any number of workers. (Were a key's events dealt
+    into several partitions, workers reading them apart in event time would make some
+    late where the key's windows are, and results would change with the worker count.)
+    """
     rng = random.Random(seed)
+    lanes = keys // KEY_STRIDE
     return [
-        (f"sensor{rng.randrange(keys)}", T0 + timedelta(milliseconds=i), rng.randrange(100))
+        (
+            f"sensor{rng.randrange(lanes) * KEY_STRIDE + i % KEY_STRIDE}",
+            T0 + timedelta(milliseconds=i),
+            rng.randrange(100),
+        )
         for i in range(n)
     ]
 

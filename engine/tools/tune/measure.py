@@ -41,12 +41,14 @@ from engine.tools.tune.recommend import (
 
 __all__ = [
     "DRY_SINKS_NOTE",
+    "LATE_STEP_SUFFIX",
     "MIN_RUNNING_WINDOW_S",
     "REAL_SINKS_NOTE",
     "CountFigures",
     "Run",
     "TuneResult",
     "fold_runs",
+    "late_items",
     "measure",
     "measure_run",
     "running_rate",
@@ -58,6 +60,8 @@ DRY_SINKS_NOTE = "sinks replaced by counting sinks; pass --real-sinks to write t
 REAL_SINKS_NOTE = "--real-sinks: the flow's sinks were written by every run"
 #: A run's running rate needs at least this much wall time after its first items.
 MIN_RUNNING_WINDOW_S = 0.25
+#: The id of the step giving a windowing operator's ``late`` stream ends with this.
+LATE_STEP_SUFFIX = ".window.unwrap_late"
 
 
 # -- dry sinks -------------------------------------------------------------------------------
@@ -186,6 +190,21 @@ def measure_run(
     return Run(summary, running[0], summary.items_per_s, running[1])
 
 
+def late_items(summary: RunSummary) -> dict[str, int]:
+    """Items each windowing step of a run found late, by the step's id.
+
+    >>> from engine.runtime.summary import StepSummary
+    >>> steps = [StepSummary("f.sum.window.unwrap_late", 9, 2, 1, 0.0)]
+    >>> late_items(RunSummary(workers=1, wall_time_s=1.0, steps=steps))
+    {'f.sum': 2}
+    """
+    return {
+        step.step_id.removesuffix(LATE_STEP_SUFFIX): step.items_out
+        for step in summary.steps
+        if step.step_id.endswith(LATE_STEP_SUFFIX)
+    }
+
+
 # -- the runs at one count -------------------------------------------------------------------
 
 
@@ -232,6 +251,15 @@ class CountFigures:
     @property
     def ring_full_waits(self) -> int:
         return int(statistics.median(r.ring_full_waits for r in self.summaries))
+
+    @property
+    def late_share(self) -> dict[str, float]:
+        """Per windowing step: its late items over the items read, median over runs."""
+        shares: dict[str, list[float]] = {}
+        for run in self.summaries:
+            for step_id, late in late_items(run).items():
+                shares.setdefault(step_id, []).append(late / max(run.items_in, 1))
+        return {step_id: statistics.median(values) for step_id, values in shares.items()}
 
     @property
     def bottleneck_step(self) -> str | None:

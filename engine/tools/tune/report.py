@@ -22,10 +22,13 @@ removed::
          "cpu_percent_per_worker": float,  # mean over workers and runs, % of one core
          "peak_rss_bytes": int,          # max over workers and runs
          "ring_full_waits": int,         # median over runs (backpressure)
-         "bottleneck_step": str | null}  # most busy time summed over runs
+         "bottleneck_step": str | null,  # most busy time summed over runs
+         "late_share": {str: float}}     # per windowing step: late items / items read
+                                         # (median over runs); {} without windows
       ],
       "recommendation": {"workers": int, "best_workers": int,
-                         "share_of_best": float, "reason": str}
+                         "share_of_best": float, "reason": str},
+      "late_note": str | null            # see late_note(): results differ by count
     }
 
 ``shmflow bench`` reuses the rows (:func:`row_document`) and the table
@@ -51,6 +54,8 @@ __all__ = [
     "TUNE_SCHEMA_VERSION",
     "bytecode_note",
     "format_result",
+    "late_note",
+    "note_line",
     "progress_printer",
     "render_table",
     "row_cells",
@@ -89,6 +94,7 @@ def row_document(row: CountFigures) -> dict[str, Any]:
         "peak_rss_bytes": row.peak_rss_bytes,
         "ring_full_waits": row.ring_full_waits,
         "bottleneck_step": row.bottleneck_step,
+        "late_share": row.late_share,
     }
 
 
@@ -107,6 +113,7 @@ def tune_document(result: TuneResult, import_str: str = "") -> dict[str, Any]:
         "cpu_count": os.cpu_count() or 1,
         "results": [row_document(row) for row in result.rows],
         "recommendation": dataclasses.asdict(result.recommendation),
+        "late_note": late_note(result.rows),
     }
 
 
@@ -184,7 +191,48 @@ def format_result(result: TuneResult) -> str:
         f"{table}\n\n"
         f"recommendation: {workers_text(result.recommendation.workers)} -- "
         f"{result.recommendation.reason}\n"
-        f"note: {result.note}\n"
+        f"note: {result.note}\n" + note_line(late_note(result.rows))
+    )
+
+
+def note_line(note: str | None) -> str:
+    """``note: ...`` and a newline, or nothing for no note."""
+    return "" if note is None else f"note: {note}\n"
+
+
+#: Late shares closer than this count as the same (runs stopped early vary a little).
+LATE_SHARE_TOLERANCE = 0.001
+
+
+def late_note(rows: Sequence[CountFigures]) -> str | None:
+    """A warning when windowing steps find more items late at some worker counts.
+
+    Then the results depend on the worker count: items of one key that reach its
+    window from several workers are late where those workers read apart in event time.
+    ``None`` when every count saw the same share late (none, usually).
+    """
+    steps = sorted({step for row in rows for step in row.late_share})
+    differing = []
+    for step in steps:
+        shares = [row.late_share.get(step, 0.0) for row in rows]
+        if max(shares) - min(shares) > LATE_SHARE_TOLERANCE or (max(shares) > 0) != (
+            min(shares) > 0
+        ):
+            at = ", ".join(
+                f"{share:.1%} at {workers_text(row.workers)}"
+                for row, share in zip(rows, shares, strict=True)
+            )
+            differing.append(f"window step {short_step_id(step)!r}: {at}")
+    if not differing:
+        return None
+    return (
+        "the share of items that arrive late differs between worker counts ("
+        + "; ".join(differing)
+        + "), so the results do too: a key's items reach its window from every worker "
+        "that read some of them, and items read by a worker that is behind in event time "
+        "come after the window has closed. Keep each key's items in one input partition "
+        "(partition the input by key), or give the EventClock a wait_for_system_duration "
+        "longer than the workers drift apart."
     )
 
 

@@ -9,10 +9,21 @@ from typing import Any
 
 import pytest
 
+from engine import run_flow
 from engine.testing import run_main
 from engine.tools import bench as _bench_cli
 from engine.tools import cli
-from engine.tools.flows import BENCHMARKS, ListSource, queue_baseline
+from engine.tools.flows import (
+    BENCHMARKS,
+    GeneratedSource,
+    ListSource,
+    events,
+    generated_event,
+    queue_baseline,
+    window_baseline,
+    window_flow,
+)
+from engine.tools.tune import late_items
 
 
 @pytest.mark.timeout(90)
@@ -61,6 +72,24 @@ def test_each_flow_does_the_loops_work(name: str) -> None:
     bench.loop(items, state)
     assert state
     run_main(bench.build(items))  # ends in a counting sink; must simply run
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("generated", [False, True], ids=["list", "generated"])
+def test_window_flow_results_do_not_depend_on_the_worker_count(generated: bool) -> None:
+    # Each key's events are in one partition, in time order, so no event is late on any
+    # number of workers (were a key dealt into several partitions, workers drifting
+    # apart in event time would make some late, and 2 workers would count fewer).
+    n = 40_000
+    data: Any = GeneratedSource(generated_event, n) if generated else events(n)
+    items = data.materialize() if generated else data
+    assert {key for key, _, _ in items[1::4]} & {key for key, _, _ in items[::4]} == set()
+    windows = window_baseline(items)
+    flow = window_flow(data)
+    for workers in (1, 2):
+        summary = run_flow(flow, workers=workers)
+        assert late_items(summary) == {"window_sum.sum": 0}
+        assert summary.items_out == windows  # one sum per (key, window)
 
 
 def test_queue_baseline_moves_every_item() -> None:

@@ -15,7 +15,7 @@ import engine.operators as op
 from engine import run_flow
 from engine.connectors.files import FileSink
 from engine.dataflow import Dataflow
-from engine.runtime.summary import RunSummary, WorkerSummary
+from engine.runtime.summary import RunSummary, StepSummary, WorkerSummary
 from engine.testing import TestingSink, TestingSource, run_main
 from engine.tools import cli
 from engine.tools import tune as tuning
@@ -131,6 +131,39 @@ def test_fold_runs_speedup_efficiency_and_medians() -> None:
     assert rows[1].peak_rss_bytes == 1 << 20
 
 
+def _late_run(workers: int, late: int, items_in: int = 1_000) -> tuning.Run:
+    run = _run(workers, items_in)
+    run.summary.steps = [
+        StepSummary("f.sum.window.stateful_batch", items_in, items_in, 1, 0.1),
+        StepSummary("f.sum.window.unwrap_late", items_in, late, 1, 0.0),
+    ]
+    return run
+
+
+def test_late_items_and_share_per_window_step() -> None:
+    assert tuning.late_items(_late_run(1, 7).summary) == {"f.sum": 7}
+    assert tuning.late_items(_run(1, 10).summary) == {}
+    row = tuning.fold_runs({2: [_late_run(2, 100), _late_run(2, 300), _late_run(2, 200)]})[0]
+    assert row.late_share == {"f.sum": pytest.approx(0.2)}
+
+
+def test_late_note_only_when_the_worker_count_changes_how_many_are_late() -> None:
+    same = tuning.fold_runs({1: [_late_run(1, 50)], 2: [_late_run(2, 50)]})
+    assert tuning.late_note(same) is None  # late data, not late workers
+    assert tuning.late_note(tuning.fold_runs({1: [_run(1, 10)], 2: [_run(2, 20)]})) is None
+    rows = tuning.fold_runs({1: [_late_run(1, 0)], 2: [_late_run(2, 461)]})
+    note = tuning.late_note(rows)
+    assert note is not None
+    assert "window step 'sum': 0.0% at 1 worker, 46.1% at 2 workers" in note
+    assert "partition the input by key" in note and "wait_for_system_duration" in note
+    # one late item in a million still changes the results
+    tiny = tuning.fold_runs({1: [_late_run(1, 0, 10**6)], 2: [_late_run(2, 1, 10**6)]})
+    assert tuning.late_note(tiny) is not None
+    result = tuning.TuneResult("f", rows, tuning.recommend({1: 1.0, 2: 2.0}), False, 1, None)
+    assert f"note: {note}\n" in tuning.format_result(result)
+    assert tuning.tune_document(result)["late_note"] == note
+
+
 def test_running_rate_skips_start_up() -> None:
     # 1 s of start-up, then 1,000 items/s until 3 s
     statuses = [(0.5, 0.0), (1.0, 0.0), (1.5, 1000.0), (2.0, 1000.0), (2.5, 1000.0)]
@@ -241,6 +274,7 @@ def test_json_schema(cpu_bound_document: dict[str, Any]) -> None:
         "cpu_count": int,
         "results": list,
         "recommendation": dict,
+        "late_note": type(None),
     }
     assert set(doc) == {"schema_version", *expected}
     for key, kind in expected.items():
@@ -261,6 +295,7 @@ def test_json_schema(cpu_bound_document: dict[str, Any]) -> None:
         "peak_rss_bytes": int,
         "ring_full_waits": int,
         "bottleneck_step": (str, type(None)),
+        "late_share": dict,
     }
     for row in doc["results"]:
         assert set(row) == set(row_types)
@@ -271,6 +306,7 @@ def test_json_schema(cpu_bound_document: dict[str, Any]) -> None:
         assert rates["min"] <= rates["median"] <= rates["max"]
         assert len(row["runs_items_per_s"]) == 2 and row["items_in"] == 100_000
         assert row["peak_rss_bytes"] > 0
+        assert row["late_share"] == {}  # no windows
     assert set(doc["recommendation"]) == {"workers", "best_workers", "share_of_best", "reason"}
 
 
