@@ -49,7 +49,7 @@ from engine.operators._windowing_windowers import (
     _SlidingWindowerLogic,
 )
 
-__all__ = ["DOWN", "LATE", "META", "WindowLogic", "group_by_window"]
+__all__ = ["DOWN", "LATE", "META", "Unwrap", "WindowLogic", "group_by_window"]
 
 V = TypeVar("V")
 W = TypeVar("W")
@@ -64,6 +64,31 @@ META = 2
 
 _EMPTY: tuple[()] = ()
 _by_timestamp = itemgetter(1)
+
+
+class Unwrap:
+    """The mapper of a window step's ``unwrap_down``/``unwrap_late``/``unwrap_meta``
+    steps: the events of one ``kind``, as ``(key, (window_id, payload))``.
+
+    The window kernel recognizes these steps and hands each stream its items directly,
+    without tagged events (see ``engine.runtime.nodes.window``).
+
+    >>> Unwrap(LATE)([("k", (DOWN, 3, "x")), ("k", (LATE, 4, "y"))])
+    [('k', (4, 'y'))]
+    """
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+    def __call__(self, batch: list[tuple[str, Event]]) -> list[tuple[str, tuple[int, Any]]]:
+        kind = self.kind
+        return [(key, (window_id, obj)) for key, (k, window_id, obj) in batch if k == kind]
+
+    def __repr__(self) -> str:
+        return f"Unwrap({self.kind})"
+
 
 Event = tuple[int, int, Any]
 

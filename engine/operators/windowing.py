@@ -65,6 +65,7 @@ from engine.operators._windowing_core import (
     LATE,
     META,
     FoldBuilder,
+    Unwrap,
     WindowLogic,
     general_path,
     window_kernel,
@@ -137,13 +138,6 @@ class WindowOut(Generic[V, W_co]):
     Windows merged into another are not reported themselves; their ids are in the
     target window's :attr:`WindowMetadata.merged_ids`.
     """
-
-
-def _unwrapper(kind: int) -> Callable[[list[tuple[str, Any]]], list[tuple[str, Any]]]:
-    def unwrap(batch: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        return [(key, (window_id, obj)) for key, (k, window_id, obj) in batch if k == kind]
-
-    return unwrap
 
 
 def _require(condition: bool, exc: type[Exception], message: str) -> None:
@@ -228,9 +222,9 @@ def window(
         window_step_builder(clock, windower, builder, bool(ordered)),
         _kernel=kernel,
     )
-    down = flat_map_batch("unwrap_down", events, _unwrapper(DOWN))
-    late = flat_map_batch("unwrap_late", events, _unwrapper(LATE))
-    meta = flat_map_batch("unwrap_meta", events, _unwrapper(META))
+    down = flat_map_batch("unwrap_down", events, Unwrap(DOWN))
+    late = flat_map_batch("unwrap_late", events, Unwrap(LATE))
+    meta = flat_map_batch("unwrap_meta", events, Unwrap(META))
     return WindowOut(down, late, meta)
 
 

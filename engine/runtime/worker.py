@@ -22,6 +22,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from engine.errors import EngineRuntimeError
+from engine.operators._windowing_core import Unwrap
 from engine.runtime.nodes.base import ExecutionAborted, Node, NodeContext, StepStats
 from engine.runtime.nodes.io import InputNode, OutputNode
 from engine.runtime.nodes.stateful import (
@@ -94,7 +95,9 @@ def node_types(plan: Plan) -> list[type[Node]]:
 
     A ``count_final`` kernel counts raw items itself, so the per-batch pre-count step
     feeding it becomes a pass-through; where that step is not found as expected the
-    kernel runs as a plain fold over the pre-counted pairs.
+    kernel runs as a plain fold over the pre-counted pairs. A window kernel hands each of
+    its ``unwrap_*`` steps their items directly (see
+    :meth:`~engine.runtime.nodes.window.WindowKernelNode.wired`), so they pass them on.
     """
     types = [node_type(s) for s in plan.steps]
     for step in plan.steps:
@@ -111,7 +114,18 @@ def node_types(plan: Plan) -> list[type[Node]]:
             types[pre.index] = PassNode
         else:
             types[step.index] = FoldKernelNode
+    for step in plan.steps:
+        if types[step.index] is WindowKernelNode:
+            readers = plan.consumers(step.downs[0])
+            if readers and all(_unwraps(reader) for reader, _ in readers):
+                for reader, _ in readers:
+                    types[reader.index] = PassNode
     return types
+
+
+def _unwraps(step: PlanStep) -> bool:
+    """Whether ``step`` is one of a window step's ``unwrap_*`` steps."""
+    return isinstance(step.config, FlatMapBatchConfig) and isinstance(step.config.mapper, Unwrap)
 
 
 class Worker:
@@ -170,6 +184,8 @@ class Worker:
         self.close_lag_ns_total = 0
         self.close_lag_ns_max = 0
         self._wire()
+        for node in self.nodes:
+            node.wired()
         #: Oldest epoch any point of this worker may still see; published after commits.
         self.frontier = self.config.first_epoch
 

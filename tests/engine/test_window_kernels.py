@@ -491,3 +491,97 @@ def test_real_time_kernel_snapshots_what_it_holds(
     assert {k: sorted(v, key=repr) for k, v in resumed.items()} == {
         k: sorted(v, key=repr) for k, v in plain.items()
     }
+
+
+# -- streams handed over directly, unread streams not made -----------------------------
+
+
+READ_SUBSETS = [("down",), ("meta",), ("late",), ("down", "late"), ("late", "meta")]
+
+
+def _partial_flow(
+    items: list[Any], name: str, read: tuple[str, ...], out: dict[str, list[Any]], general: bool
+) -> Dataflow:
+    flow = Dataflow("wk")
+    up = op.input("inp", flow, TestingSource(items, 3))
+    if general:
+        with general_path():
+            result = _window_op(name, up, 2, WINDOWERS["sliding"])
+    else:
+        result = _window_op(name, up, 2, WINDOWERS["sliding"])
+    for stream_name in read:
+        out[stream_name] = []
+        op.output(stream_name, getattr(result, stream_name), TestingSink(out[stream_name]))
+    return flow
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=events, name=st.sampled_from(OPERATORS), read=st.sampled_from(READ_SUBSETS))
+def test_kernel_equals_general_path_when_only_some_streams_are_read(
+    raw: list[tuple[str, int, int]], name: str, read: tuple[str, ...]
+) -> None:
+    kernel: dict[str, list[Any]] = {}
+    general: dict[str, list[Any]] = {}
+    _run_main(_partial_flow(_items(raw), name, read, kernel, general=False))
+    _run_main(_partial_flow(_items(raw), name, read, general, general=True))
+    assert kernel == general and set(kernel) == set(read)
+
+
+def _merged_streams(items: list[Any], general: bool) -> list[Any]:
+    out: list[Any] = []
+    flow = Dataflow("wk")
+    up = op.input("inp", flow, TestingSource(items, 4))
+    if general:
+        with general_path():
+            result = _window_op("fold", up, 0, WINDOWERS["tumbling"])
+    else:
+        result = _window_op("fold", up, 0, WINDOWERS["tumbling"])
+    both = op.merge("both", result.meta, result.down, result.late)
+    op.output("out", both, TestingSink(out))
+    op.output("again", result.down, TestingSink(out))  # a second reader of down
+    _run_main(flow)
+    return out
+
+
+def test_merged_streams_and_a_second_reader_see_the_general_paths_order() -> None:
+    items = _items([("a", 1, 1), ("b", 2, 2), ("a", 12, 3), ("a", 0, 4), ("b", 25, 5)])
+    kernel = _merged_streams(items, general=False)
+    assert kernel == _merged_streams(items, general=True)
+    # per pass: down (both readers), then late, then meta, whatever the merge's order
+    assert kernel[:2] == [("a", (0, "1"))] * 2 and kernel[2][1][1][1] == 4
+    assert type(kernel[3][1][1]) is win.WindowMetadata
+
+
+def test_unwrap_steps_pass_through_and_unread_metadata_is_not_made() -> None:
+    from engine.runtime.nodes.stateless import FlatMapBatchNode, PassNode
+    from engine.runtime.nodes.window import WindowKernelNode
+    from engine.runtime.worker import Worker, WorkerConfig, node_types
+
+    out: dict[str, list[Any]] = {}
+    items = _items([("a", 1, 1), ("a", 3, 2), ("b", 2, 3), ("a", 30, 4), ("a", 2, 5)])
+    plan = compile_plan(_partial_flow(items, "fold", ("down",), out, general=False))
+    types = dict(zip((s.step_id for s in plan.steps), node_types(plan), strict=True))
+    assert types["wk.w.window.stateful_batch"] is WindowKernelNode
+    for kind in ("down", "late", "meta"):
+        assert types[f"wk.w.window.unwrap_{kind}"] is PassNode
+    worker = Worker(plan, WorkerConfig(epoch_interval_s=0.0))
+    worker.run()
+    stats = {node.step_id: node for node in worker.nodes}
+    assert out["down"] == [
+        ("a", (-2, "1")),
+        ("a", (-1, "12")),
+        ("a", (0, "12")),
+        ("a", (6, "4")),
+        ("a", (7, "4")),
+        ("b", (-1, "3")),
+        ("b", (0, "3")),
+    ]
+    assert stats["wk.w.window.unwrap_down"].items_in == 7
+    assert stats["wk.w.window.unwrap_meta"].items_in == 0  # nobody reads the metadata
+    # The late item (2 s, after the watermark reached 28 s; in two sliding windows) is
+    # still counted: it tells when results change with the worker count (see
+    # engine.tools.tune.late_note).
+    assert stats["wk.w.window.unwrap_late"].items_out == 2
+    # a flow built on the general path keeps its unwrap steps
+    general = compile_plan(_partial_flow(items, "fold", ("down",), {}, general=True))
+    assert FlatMapBatchNode in node_types(general) and PassNode not in node_types(general)

@@ -177,9 +177,15 @@ class Node:
         """Receive a batch another worker routed here (exchange steps only)."""
         raise NotImplementedError
 
+    def wired(self) -> None:
+        """Called once every node of the worker is connected (``downstream`` is set)."""
+
     def emit(self, down: int, epoch: int, batch: list[Any]) -> None:
         """Send a non-empty batch downstream; each extra consumer gets its own copy."""
-        consumers = self.downstream[down]
+        self.emit_to(self.downstream[down], epoch, batch)
+
+    def emit_to(self, consumers: list[tuple[Node, int]], epoch: int, batch: list[Any]) -> None:
+        """:meth:`emit` to some of the consumers of one output (``(node, port)`` pairs)."""
         count = len(batch)
         self.items_out += count
         if not consumers:

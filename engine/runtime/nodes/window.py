@@ -15,6 +15,15 @@ scan of the open windows otherwise). Outputs, their order, late handling, timers
 the per-key snapshots (:class:`~engine.operators._windowing_core.WindowSnapshot`) are
 the same as the general path's, so either can resume from the other's store.
 
+Outputs: the general path emits tagged events ``(key, (kind, window_id, payload))`` that
+three ``unwrap_*`` steps split into ``down``, ``late`` and ``meta``. The kernel instead
+makes each stream's items ``(key, (window_id, payload))`` itself and hands them straight
+to its ``unwrap_*`` step, which passes them on (the worker runs those steps as
+pass-throughs, keeping their step ids and counts), so no tagged tuple is made and no
+batch is filtered three times. A window's metadata, or its value, is not made at all
+when nothing reads that stream; late items always are (their count is how ``shmflow
+tune`` tells that results depend on the worker count).
+
 Pre-aggregation before the exchange (several workers): with a ``SystemClock`` an item's
 timestamp is the system time at which the key's owner applies it, so the kernel folds the
 items of each key per epoch into one partial on the worker that has them and ships the
@@ -67,14 +76,16 @@ from engine.operators._windowing_core import (
     DOWN,
     LATE,
     META,
+    Unwrap,
     WindowKernelParams,
     WindowSnapshot,
     group_by_window,
 )
 from engine.operators._windowing_windowers import SlidingState, WindowMetadata
-from engine.runtime.nodes.base import NodeContext, as_timestamp
+from engine.runtime.nodes.base import Node, NodeContext, as_timestamp
 from engine.runtime.nodes.stateful import StatefulNode
-from engine.runtime.plan import PlanStep
+from engine.runtime.nodes.stateless import PassNode
+from engine.runtime.plan import FlatMapBatchConfig, PlanStep
 from engine.runtime.progress import EOF_FRONTIER
 from recovery import TOMBSTONE
 
@@ -132,6 +143,21 @@ class _KeyWindows:
         self.timer_when: datetime | None = None
 
 
+class _Outputs:
+    """What one pass emits, per stream, as ``(key, (window_id, payload))``; ``None``
+    for a stream nobody reads (its items are not even made)."""
+
+    __slots__ = ("down", "late", "meta")
+
+    def __init__(self, down: bool, meta: bool) -> None:
+        self.down: list[Any] | None = [] if down else None
+        self.late: list[Any] = []
+        self.meta: list[Any] | None = [] if meta else None
+
+    def of(self, kind: int) -> list[Any] | None:
+        return self.down if kind == DOWN else self.late if kind == LATE else self.meta
+
+
 class WindowKernelNode(StatefulNode):
     """Fold windows of every key of a batch in one pass (see the module docstring)."""
 
@@ -165,6 +191,45 @@ class WindowKernelNode(StatefulNode):
         self.held_epoch = 0
         self.held_at = 0.0
         self.held_seen = 0
+        #: Per stream kind, in the order of the consumers: the ``unwrap_*`` step reading
+        #: it (see :meth:`wired`); ``None``: emit tagged events like the general path.
+        self.split: list[tuple[int, list[tuple[Node, int]]]] | None = None
+        self.wants_down = self.wants_meta = True
+
+    def wired(self) -> None:
+        """Hand each ``unwrap_*`` step its stream's items directly where they run as
+        pass-throughs (the worker's ``node_types``); skip the metadata, or the values,
+        of a window when nothing reads them. Late items are always made: they are few,
+        and their count shows when results depend on the worker count."""
+        readers = self.downstream[0]
+        kinds = [_unwrap_kind(node) for node, _ in readers]
+        if not readers or None in kinds:
+            return
+        self.split = [
+            (kind, [(node, port)])
+            for kind, (node, port) in zip(kinds, readers, strict=True)
+            if kind is not None
+        ]
+        read = {kind for kind, ((node, _),) in self.split if node.downstream[0]}
+        self.wants_down, self.wants_meta = DOWN in read, META in read
+
+    def _outputs(self) -> _Outputs:
+        return _Outputs(self.wants_down, self.wants_meta)
+
+    def _emit_outputs(self, epoch: int, out: _Outputs) -> None:
+        if self.split is not None:
+            for kind, consumers in self.split:
+                items = out.of(kind)
+                if items:
+                    self.emit_to(consumers, epoch, items)
+            return
+        tagged = [
+            (key, (kind, window_id, payload))
+            for kind in (DOWN, LATE, META)
+            for key, (window_id, payload) in out.of(kind) or ()
+        ]
+        if tagged:
+            self.emit(0, epoch, tagged)
 
     # -- data --------------------------------------------------------------------------
     def push(self, port: int, epoch: int, batch: list[Any]) -> None:
@@ -226,7 +291,7 @@ class WindowKernelNode(StatefulNode):
     def _apply(self, epoch: int, batch: list[Any]) -> None:
         groups = self.grouped(epoch, batch)
         keys, touched = self.keys, self.touched
-        out: list[Any] = []
+        out = self._outputs()
         key = ""
         try:
             for key, values in groups.items():
@@ -242,8 +307,7 @@ class WindowKernelNode(StatefulNode):
                 self._settle(key, state)
         except Exception as ex:
             raise self.failure(epoch, ex, f"for key {key!r}") from ex
-        if out:
-            self.emit(0, epoch, out)
+        self._emit_outputs(epoch, out)
 
     # -- timers and EOF ----------------------------------------------------------------
     def next_wake(self) -> float:
@@ -286,7 +350,7 @@ class WindowKernelNode(StatefulNode):
 
     def _advance_keys(self, epoch: int, keys: list[str], method: str) -> None:
         """Move the watermark of ``keys`` (their clock's ``method``) and close windows."""
-        out: list[Any] = []
+        out = self._outputs()
         key = ""
         try:
             for key in keys:
@@ -301,8 +365,7 @@ class WindowKernelNode(StatefulNode):
                 self._settle(key, state)
         except Exception as ex:
             raise self.failure(epoch, ex, f"in {method} for key {key!r}") from ex
-        if out:
-            self.emit(0, epoch, out)
+        self._emit_outputs(epoch, out)
 
     # -- recovery ----------------------------------------------------------------------
     def restore(self, key: str, state: Any) -> None:
@@ -353,11 +416,11 @@ class WindowKernelNode(StatefulNode):
         first = (since_align - self.length) // self.offset + 1
         return range(first, since_align // self.offset + 1)
 
-    def _late(self, key: str, late: list[tuple[Any, datetime]], out: list[Any]) -> None:
-        append, ids_for = out.append, self._ids_for
+    def _late(self, key: str, late: list[tuple[Any, datetime]], out: _Outputs) -> None:
+        append, ids_for = out.late.append, self._ids_for
         for value, ts in late:
             for window_id in ids_for(ts):
-                append((key, (LATE, window_id, value)))
+                append((key, (window_id, value)))
 
     def _flush(
         self,
@@ -365,7 +428,7 @@ class WindowKernelNode(StatefulNode):
         state: _KeyWindows,
         values: list[Any],
         timestamps: list[datetime],
-        out: list[Any],
+        out: _Outputs,
         in_order: bool = False,
     ) -> None:
         """Fold the due values into their windows, close what the watermark passed
@@ -504,8 +567,8 @@ class WindowKernelNode(StatefulNode):
             acc = accs.get(window_id, _MISSING)
             accs[window_id] = partial if acc is _MISSING else merger(acc, partial)
 
-    def _close(self, key: str, state: _KeyWindows, watermark: datetime, out: list[Any]) -> None:
-        opened, accs, append = state.opened, state.accs, out.append
+    def _close(self, key: str, state: _KeyWindows, watermark: datetime, out: _Outputs) -> None:
+        opened, accs, down, meta_out = state.opened, state.accs, out.down, out.meta
         # In order of close time, like the general path's windower (then batching and
         # holding do not change a key's output order).
         due = [(m.close_time, i) for i, m in opened.items() if m.close_time <= watermark]
@@ -513,9 +576,10 @@ class WindowKernelNode(StatefulNode):
         for _, window_id in due:
             meta = opened.pop(window_id)
             acc = accs.pop(window_id, _MISSING)
-            if acc is not _MISSING:
-                append((key, (DOWN, window_id, acc)))
-            append((key, (META, window_id, meta)))
+            if acc is not _MISSING and down is not None:
+                down.append((key, (window_id, acc)))
+            if meta_out is not None:
+                meta_out.append((key, (window_id, meta)))
         state.next_close = min((m.close_time for m in opened.values()), default=None)
 
     def _settle(self, key: str, state: _KeyWindows, may_discard: bool = True) -> None:
@@ -542,6 +606,16 @@ class WindowKernelNode(StatefulNode):
         if self.timers.get(key) != at:
             self.timers[key] = at
             _heappush(self.timer_heap, (at, key))
+
+
+def _unwrap_kind(node: Node) -> int | None:
+    """The stream kind a pass-through ``unwrap_*`` step gives (None: another step)."""
+    config = node.step.config
+    if isinstance(node, PassNode) and isinstance(config, FlatMapBatchConfig):
+        mapper = config.mapper
+        if isinstance(mapper, Unwrap):
+            return mapper.kind
+    return None
 
 
 def _drift_reaches(clock: ClockLogic[Any, Any], when: datetime) -> float:
