@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from engine import run_flow
+from engine.runtime.summary import RunSummary, StepSummary
 from engine.testing import run_main
 from engine.tools import bench as _bench_cli
 from engine.tools import cli
@@ -23,7 +24,7 @@ from engine.tools.flows import (
     window_baseline,
     window_flow,
 )
-from engine.tools.tune import late_items
+from engine.tools.tune import Run, fold_runs, late_items, late_note, recommend
 
 
 @pytest.mark.timeout(90)
@@ -136,3 +137,27 @@ def test_bytecode_note_warns_only_when_workers_would_compile_shmflow(
     assert "python -m compileall -q" in note
     missing.write_bytes(b"")
     assert bench.bytecode_note() is None
+
+
+def test_bench_table_says_when_late_items_change_with_the_worker_count() -> None:
+    def run(workers: int, late: int) -> Run:
+        summary = RunSummary(workers=workers, wall_time_s=1.0, items_in=1_000)
+        summary.steps = [StepSummary("window_sum.sum.window.unwrap_late", 1_000, late, 1, 0.0)]
+        return Run(summary, 1_000.0, 1_000.0, None)
+
+    baselines = {
+        key: _bench_cli.Baseline(label, runs_items_per_s=[500.0])
+        for key, (_, label) in _bench_cli.BASELINES.items()
+    }
+    rows = fold_runs({1: [run(1, 0)], 2: [run(2, 300)]})
+    result = _bench_cli.FlowResult(
+        BENCHMARKS["window"], 1_000, baselines, rows, recommend({1: 1.0, 2: 1.0})
+    )
+    text = _bench_cli.format_flow(result)
+    assert "  note: the share of items that arrive late differs between worker counts" in text
+    assert "window step 'sum': 0.0% at 1 worker, 30.0% at 2 workers" in text
+    assert result.as_json()["late_note"] == late_note(rows)
+    same = fold_runs({1: [run(1, 0)], 2: [run(2, 0)]})
+    quiet = _bench_cli.FlowResult(BENCHMARKS["window"], 1_000, baselines, same, recommend({1: 1.0}))
+    assert "note:" not in _bench_cli.format_flow(quiet)
+    assert quiet.as_json()["late_note"] is None
