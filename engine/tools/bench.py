@@ -20,7 +20,8 @@ only added within a version)::
          "results": [                   # one per worker count: the rows of shmflow tune
            {..., "ratios": {"python_loop": float | null, "mp_queue": ..., "bytewax": ...}}],
          "recommendation": {"workers": int, "best_workers": int,
-                            "share_of_best": float, "reason": str}}
+                            "share_of_best": float, "reason": str},
+         "late_note": str | null}       # as shmflow tune's: late share differs by count
       ]
     }
 """
