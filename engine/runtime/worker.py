@@ -22,7 +22,6 @@ from time import perf_counter_ns
 from typing import Any
 
 from engine.errors import EngineRuntimeError
-from engine.operators._windowing_core import Unwrap
 from engine.runtime.nodes.base import ExecutionAborted, Node, NodeContext, StepStats
 from engine.runtime.nodes.io import InputNode, OutputNode
 from engine.runtime.nodes.stateful import (
@@ -38,7 +37,7 @@ from engine.runtime.nodes.stateless import (
     PassNode,
     RedistributeNode,
 )
-from engine.runtime.nodes.window import WindowKernelNode
+from engine.runtime.nodes.window import WindowKernelNode, unwrap_kind
 from engine.runtime.plan import (
     FlatMapBatchConfig,
     Plan,
@@ -117,15 +116,10 @@ def node_types(plan: Plan) -> list[type[Node]]:
     for step in plan.steps:
         if types[step.index] is WindowKernelNode:
             readers = plan.consumers(step.downs[0])
-            if readers and all(_unwraps(reader) for reader, _ in readers):
+            if readers and all(unwrap_kind(reader) is not None for reader, _ in readers):
                 for reader, _ in readers:
                     types[reader.index] = PassNode
     return types
-
-
-def _unwraps(step: PlanStep) -> bool:
-    """Whether ``step`` is one of a window step's ``unwrap_*`` steps."""
-    return isinstance(step.config, FlatMapBatchConfig) and isinstance(step.config.mapper, Unwrap)
 
 
 class Worker:

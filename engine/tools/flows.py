@@ -217,7 +217,7 @@ def generated_event(i: int, keys: int = 100) -> tuple[str, datetime, int]:
     """
     lane = (i * 2_654_435_761) % 4_294_967_291 % (keys // KEY_STRIDE)
     return (
-        f"sensor{lane * KEY_STRIDE + i % KEY_STRIDE}",
+        _sensor(lane, i),
         T0 + timedelta(milliseconds=i),
         (i * 40_503) % 100,
     )
@@ -309,13 +309,14 @@ def events(n: int, keys: int = 100, seed: int = 7) -> list[tuple[str, datetime, 
     rng = random.Random(seed)
     lanes = keys // KEY_STRIDE
     return [
-        (
-            f"sensor{rng.randrange(lanes) * KEY_STRIDE + i % KEY_STRIDE}",
-            T0 + timedelta(milliseconds=i),
-            rng.randrange(100),
-        )
+        (_sensor(rng.randrange(lanes), i), T0 + timedelta(milliseconds=i), rng.randrange(100))
         for i in range(n)
     ]
+
+
+def _sensor(lane: int, i: int) -> str:
+    """The key of event ``i`` drawn as ``lane``: its index is congruent to ``i``."""
+    return f"sensor{lane * KEY_STRIDE + i % KEY_STRIDE}"
 
 
 def arrays(

@@ -89,7 +89,7 @@ from engine.runtime.plan import FlatMapBatchConfig, PlanStep
 from engine.runtime.progress import EOF_FRONTIER
 from recovery import TOMBSTONE
 
-__all__ = ["WindowKernelNode"]
+__all__ = ["WindowKernelNode", "unwrap_kind"]
 
 _by_timestamp = itemgetter(1)
 _first = itemgetter(0)
@@ -201,15 +201,13 @@ class WindowKernelNode(StatefulNode):
         pass-throughs (the worker's ``node_types``); skip the metadata, or the values,
         of a window when nothing reads them. Late items are always made: they are few,
         and their count shows when results depend on the worker count."""
-        readers = self.downstream[0]
-        kinds = [_unwrap_kind(node) for node, _ in readers]
-        if not readers or None in kinds:
-            return
-        self.split = [
-            (kind, [(node, port)])
-            for kind, (node, port) in zip(kinds, readers, strict=True)
-            if kind is not None
-        ]
+        split: list[tuple[int, list[tuple[Node, int]]]] = []
+        for reader in self.downstream[0]:
+            kind = unwrap_kind(reader[0].step)
+            if kind is None or not isinstance(reader[0], PassNode):
+                return  # some other step reads the tagged events
+            split.append((kind, [reader]))
+        self.split = split
         read = {kind for kind, ((node, _),) in self.split if node.downstream[0]}
         self.wants_down, self.wants_meta = DOWN in read, META in read
 
@@ -608,13 +606,12 @@ class WindowKernelNode(StatefulNode):
             _heappush(self.timer_heap, (at, key))
 
 
-def _unwrap_kind(node: Node) -> int | None:
-    """The stream kind a pass-through ``unwrap_*`` step gives (None: another step)."""
-    config = node.step.config
-    if isinstance(node, PassNode) and isinstance(config, FlatMapBatchConfig):
-        mapper = config.mapper
-        if isinstance(mapper, Unwrap):
-            return mapper.kind
+def unwrap_kind(step: PlanStep) -> int | None:
+    """The stream (``DOWN``, ``LATE`` or ``META``) that ``step`` gives, if it is one of a
+    window step's ``unwrap_*`` steps; ``None`` for any other step."""
+    config = step.config
+    if isinstance(config, FlatMapBatchConfig) and isinstance(config.mapper, Unwrap):
+        return config.mapper.kind
     return None
 
 

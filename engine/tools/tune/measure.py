@@ -41,7 +41,6 @@ from engine.tools.tune.recommend import (
 
 __all__ = [
     "DRY_SINKS_NOTE",
-    "LATE_STEP_SUFFIX",
     "MIN_RUNNING_WINDOW_S",
     "REAL_SINKS_NOTE",
     "CountFigures",
@@ -49,6 +48,7 @@ __all__ = [
     "TuneResult",
     "fold_runs",
     "late_items",
+    "late_steps",
     "measure",
     "measure_run",
     "running_rate",
@@ -60,8 +60,6 @@ DRY_SINKS_NOTE = "sinks replaced by counting sinks; pass --real-sinks to write t
 REAL_SINKS_NOTE = "--real-sinks: the flow's sinks were written by every run"
 #: A run's running rate needs at least this much wall time after its first items.
 MIN_RUNNING_WINDOW_S = 0.25
-#: The id of the step giving a windowing operator's ``late`` stream ends with this.
-LATE_STEP_SUFFIX = ".window.unwrap_late"
 
 
 # -- dry sinks -------------------------------------------------------------------------------
@@ -149,6 +147,8 @@ class Run:
     overall_items_per_s: float
     #: When the running window began, in seconds after the start (None: the whole run).
     running_since_s: float | None
+    #: Ids of the flow's steps giving a windowing operator's ``late`` stream.
+    late_steps: tuple[str, ...] = ()
 
 
 def measure_run(
@@ -179,29 +179,47 @@ def measure_run(
     finally:
         if timer is not None:
             timer.cancel()
+    late = late_steps(flow)
     if summary.running_items_per_s is not None and summary.input_started_s is not None:
         # Exact: the workers report when they first read input.
         return Run(
-            summary, summary.running_items_per_s, summary.items_per_s, summary.input_started_s
+            summary,
+            summary.running_items_per_s,
+            summary.items_per_s,
+            summary.input_started_s,
+            late,
         )
     running = running_rate(statuses, summary.items_in, summary.wall_time_s)
     if running is None:
-        return Run(summary, summary.items_per_s, summary.items_per_s, None)
-    return Run(summary, running[0], summary.items_per_s, running[1])
+        return Run(summary, summary.items_per_s, summary.items_per_s, None, late)
+    return Run(summary, running[0], summary.items_per_s, running[1], late)
 
 
-def late_items(summary: RunSummary) -> dict[str, int]:
-    """Items each windowing step of a run found late, by the step's id.
+def late_steps(flow: Dataflow) -> tuple[str, ...]:
+    """Ids of the steps of ``flow`` that give a windowing operator's ``late`` stream."""
+    from engine.operators._windowing_core import LATE
+    from engine.runtime.nodes.window import unwrap_kind
+    from engine.runtime.plan import compile_plan
+
+    return tuple(s.step_id for s in compile_plan(flow).steps if unwrap_kind(s) == LATE)
+
+
+def late_items(summary: RunSummary, steps: Sequence[str]) -> dict[str, int]:
+    """Items each windowing step of a run found late: ``steps`` are the ids of the
+    late streams' steps (:func:`late_steps`), the result is keyed by the windowing
+    step's id.
 
     >>> from engine.runtime.summary import StepSummary
-    >>> steps = [StepSummary("f.sum.window.unwrap_late", 9, 2, 1, 0.0)]
-    >>> late_items(RunSummary(workers=1, wall_time_s=1.0, steps=steps))
+    >>> late_step = "f.sum.window.unwrap_late"
+    >>> steps = [StepSummary(late_step, 9, 2, 1, 0.0)]
+    >>> late_items(RunSummary(workers=1, wall_time_s=1.0, steps=steps), [late_step])
     {'f.sum': 2}
     """
+    wanted = set(steps)
     return {
-        step.step_id.removesuffix(LATE_STEP_SUFFIX): step.items_out
+        step.step_id.rsplit(".", 1)[0].removesuffix(".window"): step.items_out
         for step in summary.steps
-        if step.step_id.endswith(LATE_STEP_SUFFIX)
+        if step.step_id in wanted
     }
 
 
@@ -256,9 +274,10 @@ class CountFigures:
     def late_share(self) -> dict[str, float]:
         """Per windowing step: its late items over the items read, median over runs."""
         shares: dict[str, list[float]] = {}
-        for run in self.summaries:
-            for step_id, late in late_items(run).items():
-                shares.setdefault(step_id, []).append(late / max(run.items_in, 1))
+        for run in self.runs:
+            summary = run.summary
+            for step_id, late in late_items(summary, run.late_steps).items():
+                shares.setdefault(step_id, []).append(late / max(summary.items_in, 1))
         return {step_id: statistics.median(values) for step_id, values in shares.items()}
 
     @property

@@ -24,7 +24,7 @@ from engine.tools.flows import (
     window_baseline,
     window_flow,
 )
-from engine.tools.tune import Run, fold_runs, late_items, late_note, recommend
+from engine.tools.tune import Run, fold_runs, late_items, late_note, late_steps, recommend
 
 
 @pytest.mark.timeout(90)
@@ -89,7 +89,7 @@ def test_window_flow_results_do_not_depend_on_the_worker_count(generated: bool) 
     flow = window_flow(data)
     for workers in (1, 2):
         summary = run_flow(flow, workers=workers)
-        assert late_items(summary) == {"window_sum.sum": 0}
+        assert late_items(summary, late_steps(flow)) == {"window_sum.sum": 0}
         assert summary.items_out == windows  # one sum per (key, window)
 
 
@@ -143,7 +143,7 @@ def test_bench_table_says_when_late_items_change_with_the_worker_count() -> None
     def run(workers: int, late: int) -> Run:
         summary = RunSummary(workers=workers, wall_time_s=1.0, items_in=1_000)
         summary.steps = [StepSummary("window_sum.sum.window.unwrap_late", 1_000, late, 1, 0.0)]
-        return Run(summary, 1_000.0, 1_000.0, None)
+        return Run(summary, 1_000.0, 1_000.0, None, ("window_sum.sum.window.unwrap_late",))
 
     baselines = {
         key: _bench_cli.Baseline(label, runs_items_per_s=[500.0])

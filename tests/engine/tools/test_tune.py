@@ -133,6 +133,7 @@ def test_fold_runs_speedup_efficiency_and_medians() -> None:
 
 def _late_run(workers: int, late: int, items_in: int = 1_000) -> tuning.Run:
     run = _run(workers, items_in)
+    run.late_steps = ("f.sum.window.unwrap_late",)
     run.summary.steps = [
         StepSummary("f.sum.window.stateful_batch", items_in, items_in, 1, 0.1),
         StepSummary("f.sum.window.unwrap_late", items_in, late, 1, 0.0),
@@ -141,10 +142,32 @@ def _late_run(workers: int, late: int, items_in: int = 1_000) -> tuning.Run:
 
 
 def test_late_items_and_share_per_window_step() -> None:
-    assert tuning.late_items(_late_run(1, 7).summary) == {"f.sum": 7}
-    assert tuning.late_items(_run(1, 10).summary) == {}
+    late = _late_run(1, 7)
+    assert tuning.late_items(late.summary, late.late_steps) == {"f.sum": 7}
+    assert tuning.late_items(_run(1, 10).summary, ()) == {}
     row = tuning.fold_runs({2: [_late_run(2, 100), _late_run(2, 300), _late_run(2, 200)]})[0]
     assert row.late_share == {"f.sum": pytest.approx(0.2)}
+
+
+def test_late_steps_come_from_the_plan_for_every_windowing_operator() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import engine.operators.windowing as win
+
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    flow = Dataflow("f")
+    up = op.key_on("k", op.input("inp", flow, TestingSource([t0])), lambda _: "a")
+    clock = win.EventClock(lambda ts: ts, timedelta(0))
+    tumbling = win.TumblingWindower(timedelta(seconds=1), t0)
+    sums = win.fold_window("sum", up, clock, tumbling, int, lambda a, _: a + 1, int.__add__)
+    sessions = win.collect_window("w", up, clock, win.SessionWindower(timedelta(seconds=1)))
+    op.output("a", sums.down, TestingSink([]))
+    op.output("b", sessions.down, TestingSink([]))
+    assert tuning.late_steps(flow) == (
+        "f.sum.window.unwrap_late",
+        "f.w.fold_window.window.unwrap_late",
+    )
+    assert tuning.late_steps(endless_flow()) == ()
 
 
 def test_late_note_only_when_the_worker_count_changes_how_many_are_late() -> None:
