@@ -16,7 +16,6 @@ its owner only, whatever the umask:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
 from pathlib import Path
@@ -37,7 +36,6 @@ DIR_MODE = 0o700
 #: The files of a store directory that this package (or LMDB for it) creates.
 STORE_FILE_NAMES = ("data.mdb", "lock.mdb", "execution.lock")
 
-_logger = logging.getLogger("recovery")
 _warned: set[str] = set()
 
 
@@ -79,7 +77,9 @@ def warn_if_shared(path: Path) -> None:
         return
     _warned.add(key)
     access = "create and replace files in it" if mode & 0o022 else "see or enter it"
-    _logger.warning(
+    import logging  # here: a worker imports this module, and seldom warns
+
+    logging.getLogger("recovery").warning(
         "recovery store directory %s has mode %04o: other users can %s. Its files are "
         "private (0600); to keep others out entirely run `chmod 700 %s` (a store "
         "directory shmflow creates gets 0700)",

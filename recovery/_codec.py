@@ -41,8 +41,12 @@ starts with ``b"N"``, two u32 lengths and the full step id and key, then the pic
 from __future__ import annotations
 
 import struct
-from hashlib import blake2b
 from typing import Any
+
+try:  # the builtin module: ``hashlib`` would also load OpenSSL (~4 ms per worker start)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import blake2b
 
 __all__ = [
     "FORMAT_VERSION",

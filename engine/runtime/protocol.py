@@ -2,7 +2,9 @@
 
 Each worker has one private control connection to the supervisor (a socket pair
 created by the supervisor; :class:`multiprocessing.connection.Connection` framing,
-pickled messages). Only the messages below travel on it, in this order:
+pickled messages; a worker's end is a :class:`~engine.runtime.control.ControlConnection`,
+which speaks that framing without importing :mod:`multiprocessing`). Only the messages
+below travel on it, in this order:
 
 supervisor -> worker
     :class:`Bootstrap`, exactly once, right after the worker process started: the

@@ -31,11 +31,11 @@ import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, ClassVar
 
 from engine.errors import EngineRuntimeError
 from engine.outputs import CallerSink, DynamicSink, StatelessSinkPartition
+from engine.runtime.control import ControlConnection
 from engine.runtime.plan import InspectConfig, OutputConfig, Plan
 from engine.runtime.protocol import InspectCalls, Relay, RelayEntry, SinkItems
 
@@ -67,7 +67,7 @@ class RelayChannel:
     #: The channel of this worker process (set by its entry point).
     current: ClassVar[RelayChannel | None] = None
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: ControlConnection) -> None:
         self.conn = conn
         self.entries: list[RelayEntry] = []
         self.size = 0

@@ -15,7 +15,6 @@ worker publishes its frontier only after that commit returns.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -67,6 +66,8 @@ def flow_fingerprint(plan: Plan) -> str:
     inspect`` shows it); it does not decide whether an edited flow may resume, the
     state-holding steps (:func:`state_step_ids`) do.
     """
+    import hashlib  # here: only the supervisor computes it; a worker need not load OpenSSL
+
     digest = hashlib.blake2b(digest_size=16)
     digest.update(plan.flow_id.encode())
     for step in plan.steps:

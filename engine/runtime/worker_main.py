@@ -22,9 +22,9 @@ import resource
 import signal
 import sys
 import time
-from multiprocessing.connection import Connection
 
 from engine.errors import EngineRuntimeError, item_repr
+from engine.runtime.control import ControlConnection
 from engine.runtime.metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
 from engine.runtime.ports import WorkerConfig
 from engine.runtime.protocol import Aborted, Bootstrap, Done, Failed
@@ -139,7 +139,7 @@ class _Publisher:
         self.block[WorkerSlot.FRONTIER] = frontier
 
 
-def _receive_bootstrap(conn: Connection) -> Bootstrap:
+def _receive_bootstrap(conn: ControlConnection) -> Bootstrap:
     boot = conn.recv()
     if not isinstance(boot, Bootstrap):
         msg = (
@@ -234,7 +234,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
     _die_with_parent()
-    conn = Connection(int(argv[1]))
+    conn = ControlConnection(int(argv[1]))
     channel = RelayChannel.current = RelayChannel(conn)
     worker_index: int | None = None
     try:

@@ -533,18 +533,33 @@ class WindowKernelNode(StatefulNode):
         self, state: _KeyWindows, values: list[Any], timestamps: list[datetime]
     ) -> None:
         """Tumbling windows, ``ordered=False``: window id, open and fold in one pass over
-        the values (no per-window grouping: each value goes straight into its window)."""
+        the values (no per-window grouping: each value goes straight into its window).
+
+        A key's values mostly come in time order, so runs of them share a window: while
+        a value falls in the current window's ``[start, end)`` (two comparisons) its id
+        is not computed and the accumulator stays in a local, stored back when the run
+        ends."""
         accs, opened = state.accs, state.opened
         get, folder, builder = accs.get, self.fold.folder, self.fold.builder
         align_to, offset = self.align_to, self.offset
+        window_id: int | None = None
+        start = end = align_to
+        acc: Any = _MISSING
         for value, ts in zip(values, timestamps, strict=True):
-            window_id = (ts - align_to) // offset
-            acc = get(window_id, _MISSING)
-            if acc is _MISSING:
-                if window_id not in opened:
-                    self._open(state, (window_id,))
-                acc = builder()
-            accs[window_id] = folder(acc, value)
+            if not start <= ts < end:
+                if window_id is not None:
+                    accs[window_id] = acc
+                window_id = (ts - align_to) // offset
+                start = align_to + offset * window_id
+                end = start + offset  # overflows where _open's close time would
+                acc = get(window_id, _MISSING)
+                if acc is _MISSING:
+                    if window_id not in opened:
+                        self._open(state, (window_id,))
+                    acc = builder()
+            acc = folder(acc, value)
+        if window_id is not None:
+            accs[window_id] = acc
 
     def _fold(self, state: _KeyWindows, window_ids: list[int], values: list[Any]) -> None:
         groups = group_by_window(window_ids, values)

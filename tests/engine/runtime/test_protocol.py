@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import threading
 from typing import Any
 
 import cloudpickle
@@ -196,3 +197,58 @@ def test_the_supervisor_rejects_an_unknown_message_with_a_clear_error() -> None:
     assert "expected one of Relay, Done, Aborted, Failed" in text
     assert "same installation" in text
     assert info.value.worker_index == 0
+
+
+# -- the worker's end of the control connection --------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 10, 16_383, 16_384, 200_000])
+def test_the_worker_connection_speaks_multiprocessing_framing_both_ways(size: int) -> None:
+    # The supervisor keeps a multiprocessing Connection on its end; the worker's
+    # ControlConnection must read and write exactly the same frames.
+    import socket
+    from multiprocessing.connection import Connection
+
+    from engine.runtime.control import ControlConnection
+
+    ours, theirs = socket.socketpair()
+    supervisor_end = Connection(ours.detach())
+    worker_end = ControlConnection(theirs.detach())
+    message = ("x" * size, size, [b"\x00" * (size // 2)])
+
+    def send_both(end: Any, last: Any) -> threading.Thread:
+        # From a thread: a big frame fills the socket buffer until the other end reads.
+        sender = threading.Thread(target=lambda: (end.send(message), end.send(last)))
+        sender.start()
+        return sender
+
+    try:
+        sender = send_both(supervisor_end, "second")
+        assert worker_end.recv() == message
+        assert worker_end.recv() == "second"
+        sender.join(timeout=10)
+        sender = send_both(worker_end, Done())
+        assert supervisor_end.recv() == message
+        assert supervisor_end.recv() == Done()
+        sender.join(timeout=10)
+    finally:
+        supervisor_end.close()
+        worker_end.close()
+
+
+def test_the_worker_connection_reports_a_closed_supervisor_end() -> None:
+    import socket
+    from multiprocessing.connection import Connection
+
+    from engine.runtime.control import ControlConnection
+
+    ours, theirs = socket.socketpair()
+    supervisor_end = Connection(ours.detach())
+    worker_end = ControlConnection(theirs.detach())
+    supervisor_end.close()
+    with pytest.raises(EOFError, match="closed the control connection"):
+        worker_end.recv()
+    with pytest.raises(OSError):
+        worker_end.send("anyone there?")
+    worker_end.close()
+    worker_end.close()  # closing twice is harmless

@@ -71,6 +71,44 @@ def test_a_worker_without_recovery_imports_no_lmdb_numpy_or_psutil() -> None:
     assert out == [(), ()]
 
 
+def _script_output(body: str) -> tuple[str, str]:
+    """What a script building a flow prints (stdout, stderr), run in a fresh interpreter
+    (this test process's modules stay out of its plan)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import operator, sys\n"
+        "import engine.operators as op\n"
+        "from engine import run_flow\n"
+        "from engine.dataflow import Dataflow\n"
+        "from engine.testing import TestingSink, TestingSource\n"
+        "out = []\n"
+        "flow = Dataflow('light')\n"
+    ) + body
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip(), done.stderr
+
+
+def test_a_worker_imports_no_multiprocessing_or_openssl() -> None:
+    # Its control connection speaks multiprocessing's framing itself, and the recovery
+    # key hash takes blake2b from the builtin module: multiprocessing.connection (with
+    # tempfile, shutil, socket, subprocess) and hashlib (OpenSSL) cost a worker ~20 ms.
+    printed, errors = _script_output(
+        "NAMES = ('multiprocessing', 'hashlib', '_hashlib', 'tempfile', 'subprocess')\n"
+        "def loaded(item):\n"
+        "    return [name for name in NAMES if name in sys.modules]\n"
+        "keyed = op.key_on('key', op.input('inp', flow, TestingSource(['a', 'b'])), str)\n"
+        "counts = op.count_final('count', keyed, operator.itemgetter(0))\n"
+        "op.output('out', op.map('loaded', counts, loaded), TestingSink(out))\n"
+        "run_flow(flow, workers=2)\n"
+        "print(out)\n"
+    )
+    assert printed == "[[], []]", errors
+
+
 def test_a_worker_running_a_builtin_benchmark_flow_imports_no_numpy() -> None:
     # The flows of `shmflow bench` and bench/ live in engine.tools.flows, which the
     # worker imports to unpickle their sources and sinks: numpy there cost every
@@ -88,23 +126,10 @@ def test_a_worker_running_a_builtin_benchmark_flow_imports_no_numpy() -> None:
 def test_the_caller_reads_the_run_summary_without_numpy() -> None:
     # The summary used to read the counters through numpy: ~60 ms at the end of a run
     # of a script that does not use numpy itself.
-    import subprocess
-    import sys
-
-    script = (
-        "import sys\n"
-        "import engine.operators as op\n"
-        "from engine import run_flow\n"
-        "from engine.dataflow import Dataflow\n"
-        "from engine.testing import TestingSink, TestingSource\n"
-        "out = []\n"
-        "flow = Dataflow('light')\n"
+    printed, errors = _script_output(
         "op.output('out', op.input('inp', flow, TestingSource([1, 2])), TestingSink(out))\n"
         "summary = run_flow(flow, workers=2)\n"
         "assert sorted(out) == [1, 2] and summary.items_in == 2, (out, summary)\n"
         "print(sorted(m for m in ('numpy', 'lmdb') if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "[]", done.stderr
+    assert printed == "[]", errors
