@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 if TYPE_CHECKING:
     import asyncio
@@ -165,7 +165,19 @@ class FixedPartitionedSource(Source[X], Generic[X, S]):
     at every epoch close and at EOF, so a source that can seek supports exactly-once
     reading. Partitions must hold distinct data: items present in two partitions are
     processed twice.
+
+    Which worker reads which partition: by default each worker gets a fixed share up
+    front (every ``worker_count``-th partition) and polls all of it at once. A source
+    of finite partitions may set :attr:`balance_parts`; the partitions are then handed
+    out in turn, in ``list_parts()`` order, to whichever worker asks for more (a worker
+    keeps two open at a time and asks again when one ends), so a faster worker reads
+    more of them and all workers finish together.
     """
+
+    #: Hand the partitions out in turn instead of in fixed shares (see the class doc).
+    #: Only for partitions that end: a partition not handed out yet is not read at all
+    #: until a worker has finished one of its own.
+    balance_parts: ClassVar[bool] = False
 
     @abstractmethod
     def list_parts(self) -> list[str]:

@@ -29,6 +29,13 @@ The resume state of a range is the byte offset (from the start of the file) of i
 unread line, so a resumed execution continues every range where it stopped, also with
 a different worker count (ranges are re-assigned to workers by name).
 
+Who reads what: the file sources set `balance_parts`, so their partitions (files and
+ranges) are handed out in `list_parts()` order to whichever worker asks for more, two
+open per worker at a time, instead of in fixed shares: a worker on a busier core, or
+with the smaller files, reads more of them, and the workers finish together (as a
+`multiprocessing.Pool` map over the same ranges would). One worker reads the
+partitions two at a time, in order.
+
 A split CSV file has its header read from the start of the file for every range; the
 first range skips the header line. Rows must not span lines (no line breaks inside
 quoted fields): a split range cannot tell a quoted line break from a row end, so it
@@ -573,6 +580,8 @@ class FileSource(FixedPartitionedSource[str, int]):
             execution then reads the renamed ones from their start.
     """
 
+    balance_parts = True  # finite partitions: handed out in turn (module doc)
+
     def __init__(
         self,
         path: Path | str,
@@ -639,6 +648,8 @@ class DirSource(FixedPartitionedSource[str, int]):
             reads each file as one partition.
         ranges: The most ranges one file is cut into.
     """
+
+    balance_parts = True  # finite partitions: handed out in turn (module doc)
 
     def __init__(
         self,
@@ -724,6 +735,8 @@ class CSVSource(FixedPartitionedSource[dict[str, str], int]):
         **fmtparams: Passed on to `csv.DictReader` (`delimiter`, `quotechar`,
             `fieldnames`, `restval`, ...).
     """
+
+    balance_parts = True  # finite partitions: handed out in turn (module doc)
 
     def __init__(
         self,

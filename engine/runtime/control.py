@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import struct
 from typing import Any
 
-__all__ = ["ControlConnection"]
+from engine.errors import EngineRuntimeError, item_repr
+from engine.runtime.protocol import Claim, Grant
+
+__all__ = ["ControlClaims", "ControlConnection"]
 
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
@@ -53,6 +57,11 @@ class ControlConnection:
             self._write(_SHORT.pack(size))
             self._write(payload)
 
+    def poll(self) -> bool:
+        """Whether a message (or the end of the connection) is there to read now."""
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        return bool(readable)
+
     def recv(self) -> Any:
         """The next message (blocks until it has come whole)."""
         (size,) = _SHORT.unpack(self._read(_SHORT.size))
@@ -80,3 +89,30 @@ class ControlConnection:
             chunks.append(chunk)
             left -= len(chunk)
         return chunks[-1] if len(chunks) <= 2 else b"".join(chunks)
+
+
+class ControlClaims:
+    """A worker's partition claims (:class:`~engine.runtime.ports.PartClaims`), answered
+    by the supervisor over the control connection (:class:`Claim` -> :class:`Grant`)."""
+
+    def __init__(self, conn: ControlConnection, worker_index: int) -> None:
+        self._conn = conn
+        self._worker_index = worker_index
+        self._granted: dict[int, int] = {}
+
+    def request(self, step_index: int) -> None:
+        self._conn.send(Claim(step_index))
+
+    def granted(self, step_index: int) -> int | None:
+        while step_index not in self._granted and self._conn.poll():
+            message = self._conn.recv()
+            if not isinstance(message, Grant):
+                msg = (
+                    f"worker {self._worker_index} expected a Grant from its supervisor and "
+                    f"got {type(message).__name__} {item_repr(message)}; the supervisor "
+                    "runs different shmflow code than the worker: make sure both use the "
+                    "same installation"
+                )
+                raise EngineRuntimeError(msg, worker_index=self._worker_index)
+            self._granted[message.step_index] = message.index
+        return self._granted.pop(step_index, None)

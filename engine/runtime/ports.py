@@ -20,8 +20,10 @@ from engine.runtime.progress import EOF_FRONTIER, FIRST_EPOCH
 __all__ = [
     "Deliver",
     "Exchange",
+    "LocalClaims",
     "LocalExchange",
     "NullSnapshots",
+    "PartClaims",
     "SnapshotRecorder",
     "WorkerConfig",
 ]
@@ -115,3 +117,35 @@ class LocalExchange:
 
     def receive(self, deliver: Deliver) -> bool:
         return False
+
+
+class PartClaims(Protocol):
+    """Hands out the partitions of inputs read in turn (``balance_parts``) one at a time.
+
+    A worker asks (:meth:`request`) and later takes the answer (:meth:`granted`); one
+    request per input step is outstanding at a time. Indexes count up from 0 across
+    all workers of the run, so each partition goes to exactly one worker.
+    """
+
+    def request(self, step_index: int) -> None:
+        """Ask for the next partition index of input step ``step_index``."""
+
+    def granted(self, step_index: int) -> int | None:
+        """The index answering the outstanding request, or None if it has not come yet
+        (never blocks)."""
+
+
+class LocalClaims:
+    """The claims of a one-worker run: every request is granted at once."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+        self._granted: dict[int, int] = {}
+
+    def request(self, step_index: int) -> None:
+        index = self._next.get(step_index, 0)
+        self._next[step_index] = index + 1
+        self._granted[step_index] = index
+
+    def granted(self, step_index: int) -> int | None:
+        return self._granted.pop(step_index, None)

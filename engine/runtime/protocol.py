@@ -10,11 +10,18 @@ supervisor -> worker
     :class:`Bootstrap`, exactly once, right after the worker process started: the
     cloudpickled plan, the worker's index, the ring and counter specs.
 
+    :class:`Grant`, once per :class:`Claim` the worker sent, in the same order.
+
 worker -> supervisor
     :class:`Relay`, any number of times while the worker runs: sink items and inspector
     calls that must happen in the caller (see :mod:`engine.runtime.relay`). Sent when
     the worker's buffer holds enough items, at the end of every round and once more
     before the final message.
+
+    :class:`Claim`, any number of times: the worker asks for the next partition of an
+    input whose partitions are handed out in turn (see
+    :attr:`~engine.inputs.FixedPartitionedSource.balance_parts`); the supervisor, the
+    only one counting them, answers with a :class:`Grant`.
 
     Then ONE final message, after which the worker closes its end and exits:
 
@@ -50,8 +57,10 @@ from shm import RingSpec
 __all__ = [
     "Aborted",
     "Bootstrap",
+    "Claim",
     "Done",
     "Failed",
+    "Grant",
     "InspectCalls",
     "Relay",
     "RelayEntry",
@@ -92,7 +101,24 @@ class Bootstrap:
     sys_path: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Grant:
+    """The answer to a :class:`Claim`: partition ``index`` of the input step
+    ``step_index`` (in ``list_parts()`` order) is the claiming worker's to read. An
+    index past the last partition means every partition has been handed out."""
+
+    step_index: int
+    index: int
+
+
 # -- worker -> supervisor ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker asks for the next partition of the input step ``step_index``."""
+
+    step_index: int
 
 
 @dataclass(frozen=True)
@@ -190,9 +216,9 @@ class Failed:
         )
 
 
-WorkerMessage: TypeAlias = Relay | Done | Aborted | Failed
+WorkerMessage: TypeAlias = Relay | Claim | Done | Aborted | Failed
 
-_WORKER_MESSAGES = (Relay, Done, Aborted, Failed)
+_WORKER_MESSAGES = (Relay, Claim, Done, Aborted, Failed)
 
 
 def check_worker_message(message: object, worker_index: int) -> WorkerMessage:

@@ -47,8 +47,10 @@ from engine.runtime.progress import EOF_FRONTIER, FIRST_EPOCH, epoch_interval_se
 from engine.runtime.protocol import (
     Aborted,
     Bootstrap,
+    Claim,
     Done,
     Failed,
+    Grant,
     Relay,
     check_worker_message,
 )
@@ -221,6 +223,8 @@ class _Cluster:
         self.on_status = on_status
         self._last_status: tuple[float, int, int] = (self.started, 0, 0)
         self._psutil: dict[int, psutil.Process] = {}
+        #: Partitions handed out so far per input step (see :meth:`_grant`).
+        self.claimed: dict[int, int] = {}
 
     # -- setup / teardown --------------------------------------------------------------
     def create_segments(self) -> None:
@@ -373,6 +377,8 @@ class _Cluster:
         match check_worker_message(message, w.index):
             case Relay() as relay:
                 self.relays.deliver(relay, w.index)
+            case Claim(step_index=step_index):
+                self._grant(w, step_index)
             case Done():
                 w.done = True
             case Aborted(step_index=step_index, detail=detail):
@@ -381,6 +387,16 @@ class _Cluster:
                 self._report_abort(step_index, detail)
             case Failed() as failed:
                 raise self._worker_error(w, failed)
+
+    def _grant(self, w: _WorkerProcess, step_index: int) -> None:
+        """Hand ``w`` the next partition of input step ``step_index`` (see
+        :class:`~engine.runtime.protocol.Claim`): this loop is the only counter."""
+        index = self.claimed.get(step_index, 0)
+        self.claimed[step_index] = index + 1
+        try:
+            w.conn.send(Grant(step_index, index))
+        except OSError:
+            pass  # the worker is gone; its exit is handled through its pidfd
 
     def _on_exit(self, w: _WorkerProcess) -> None:
         self._drain(w)  # read what it sent before exiting

@@ -47,8 +47,10 @@ from engine.runtime.plan import (
 )
 from engine.runtime.ports import (
     Exchange,
+    LocalClaims,
     LocalExchange,
     NullSnapshots,
+    PartClaims,
     SnapshotRecorder,
     WorkerConfig,
 )
@@ -132,6 +134,7 @@ class Worker:
         *,
         exchange: Exchange | None = None,
         snapshots: SnapshotRecorder | None = None,
+        claims: PartClaims | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_round: Callable[[Worker], None] | None = None,
@@ -152,6 +155,7 @@ class Worker:
             exchange=self.exchange,
             snapshots=self.snapshots,
             epoch=self.config.first_epoch,
+            claims=claims if claims is not None else LocalClaims(),
         )
         self.counters = self.context.counters
         self._sleep = sleep

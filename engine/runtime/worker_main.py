@@ -24,7 +24,7 @@ import sys
 import time
 
 from engine.errors import EngineRuntimeError, item_repr
-from engine.runtime.control import ControlConnection
+from engine.runtime.control import ControlClaims, ControlConnection
 from engine.runtime.metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
 from engine.runtime.ports import WorkerConfig
 from engine.runtime.protocol import Aborted, Bootstrap, Done, Failed
@@ -204,6 +204,7 @@ def _run(boot: Bootstrap, channel: RelayChannel) -> Done | Aborted:
             config,
             exchange=exchange,
             snapshots=snapshots,
+            claims=ControlClaims(channel.conn, boot.worker_index),
             on_round=on_round,
             on_frontier=publisher.on_frontier,
             on_ready=publisher.on_ready,

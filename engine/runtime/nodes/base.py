@@ -20,7 +20,13 @@ from typing import Any
 from engine._keyed import check_keyed
 from engine.errors import EngineRuntimeError, ItemTypeError
 from engine.runtime.plan import PlanStep
-from engine.runtime.ports import Exchange, SnapshotRecorder, WorkerConfig
+from engine.runtime.ports import (
+    Exchange,
+    LocalClaims,
+    PartClaims,
+    SnapshotRecorder,
+    WorkerConfig,
+)
 from engine.runtime.progress import EpochClock, fold_frontiers
 
 __all__ = [
@@ -92,8 +98,9 @@ class WorkerCounters:
 
 @dataclass
 class NodeContext:
-    """What a node may use of its worker: config, epoch clock, exchange, snapshots and
-    counters, plus the worker's current epoch (kept up to date by the worker)."""
+    """What a node may use of its worker: config, epoch clock, exchange, snapshots,
+    counters and partition claims, plus the worker's current epoch (kept up to date by
+    the worker)."""
 
     config: WorkerConfig
     clock: EpochClock
@@ -101,6 +108,7 @@ class NodeContext:
     snapshots: SnapshotRecorder
     counters: WorkerCounters = field(default_factory=WorkerCounters)
     epoch: int = 0
+    claims: PartClaims = field(default_factory=LocalClaims)
 
 
 class EpochBuffer:

@@ -19,11 +19,16 @@ from engine.runtime.nodes.base import (
 from engine.runtime.plan import InputConfig, OutputConfig, PlanStep
 from engine.runtime.progress import EOF_FRONTIER
 
-__all__ = ["EMPTY_POLL_COOLDOWN_S", "InputNode", "OutputNode"]
+__all__ = ["CLAIMED_OPEN", "EMPTY_POLL_COOLDOWN_S", "InputNode", "OutputNode"]
 
 #: How long to wait before polling again a partition that returned an empty batch and
 #: asked for no particular awake time.
 EMPTY_POLL_COOLDOWN_S = 0.001
+#: Partitions of a ``balance_parts`` source a worker keeps open: while it reads them
+#: its request for the next one is on its way, so it never waits for the answer.
+CLAIMED_OPEN = 2
+#: How soon a worker with no open partition looks again for the answer to its claim.
+CLAIM_POLL_S = 0.0002
 
 
 class InputNode(Node):
@@ -38,28 +43,70 @@ class InputNode(Node):
         self.stateful = isinstance(self.source, FixedPartitionedSource)
         #: Index of the partition to poll first (round-robin with untimed epochs).
         self._cursor = 0
+        #: ``balance_parts``: every partition name, whether a claim is on its way, and
+        #: whether all of them have been handed out (to this worker or others).
+        self.claiming = self.stateful and bool(getattr(self.source, "balance_parts", False))
+        self._all_parts: list[str] = []
+        self._claim_pending = False
+        self._claims_done = False
 
     def open(self) -> None:
         cfg = self.ctx.config
         try:
-            if isinstance(self.source, FixedPartitionedSource):
+            if self.claiming:
+                assert isinstance(self.source, FixedPartitionedSource)
+                self._all_parts = list(self.source.list_parts())
+                self._claim()
+            elif isinstance(self.source, FixedPartitionedSource):
                 all_parts = list(self.source.list_parts())
                 for name in owned_parts(all_parts, cfg.worker_index, cfg.worker_count):
-                    resume = self.ctx.snapshots.resume_state(self.step_id, name)
-                    part = self.source.build_part(self.step_id, name, resume)
-                    self.partitions.append(Partition(name, part))
+                    self._build(name)
             elif isinstance(self.source, DynamicSource):
                 dynamic = self.source.build(self.step_id, cfg.worker_index, cfg.worker_count)
                 self.partitions.append(Partition(f"worker-{cfg.worker_index}", dynamic))
         except Exception as ex:
             raise self.failure(cfg.first_epoch, ex, "while building its partitions") from ex
 
+    def _build(self, name: str) -> None:
+        assert isinstance(self.source, FixedPartitionedSource)
+        resume = self.ctx.snapshots.resume_state(self.step_id, name)
+        part = self.source.build_part(self.step_id, name, resume)
+        self.partitions.append(Partition(name, part))
+
+    # -- partitions handed out in turn (balance_parts) -----------------------------------
+    def _claim(self) -> None:
+        """Take the answer to a pending claim; ask again while fewer than
+        :data:`CLAIMED_OPEN` partitions are open and some may be left."""
+        claims, index = self.ctx.claims, self.step.index
+        while True:
+            if self._claim_pending:
+                granted = claims.granted(index)
+                if granted is None:
+                    return
+                self._claim_pending = False
+                if granted >= len(self._all_parts):
+                    self._claims_done = True
+                    return
+                self._build(self._all_parts[granted])
+            if self._claims_done or self._open_count() >= CLAIMED_OPEN:
+                return
+            claims.request(index)
+            self._claim_pending = True
+
+    def _open_count(self) -> int:
+        return sum(not p.eof for p in self.partitions)
+
     @property
     def live(self) -> bool:
-        return any(not p.eof for p in self.partitions)
+        return any(not p.eof for p in self.partitions) or (self.claiming and not self._claims_done)
 
     def poll(self, epoch: int, wall_now: float) -> bool:
         """Poll every due partition once; return whether any produced items."""
+        if self.claiming and not self._claims_done:
+            try:
+                self._claim()
+            except Exception as ex:
+                raise self.failure(epoch, ex, "while building a partition it was handed") from ex
         produced = False
         count = len(self.partitions)
         start = self._cursor
@@ -126,7 +173,11 @@ class InputNode(Node):
         self.frontier = frontier
 
     def next_wake(self) -> float:
-        return min((p.awake_at for p in self.partitions if not p.eof), default=math.inf)
+        wake_at = min((p.awake_at for p in self.partitions if not p.eof), default=math.inf)
+        if self._claim_pending and not self._open_count():
+            # Nothing to read until the answer comes: look for it again soon.
+            wake_at = min(wake_at, self.ctx.config.wall_now() + CLAIM_POLL_S)
+        return wake_at
 
     def close(self) -> None:
         for p in self.partitions:

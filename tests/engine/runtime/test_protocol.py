@@ -19,8 +19,10 @@ from engine.outputs import DynamicSink, StatelessSinkPartition
 from engine.runtime.protocol import (
     Aborted,
     Bootstrap,
+    Claim,
     Done,
     Failed,
+    Grant,
     InspectCalls,
     Relay,
     SinkItems,
@@ -82,6 +84,8 @@ MESSAGES: dict[str, Any] = {
         (SinkItems(2, [1, ("a", 2.5)]), InspectCalls(1, [("x", 1), ("y", 2)]), SinkItems(2, []))
     ),
     "done": Done,
+    "claim": lambda: Claim(step_index=1),
+    "grant": lambda: Grant(step_index=1, index=7),
     "aborted": lambda: Aborted(step_index=0, detail={"marker": 3}),
     "aborted-without-detail": lambda: Aborted(step_index=0),
     "failed": _failure,
@@ -154,7 +158,7 @@ def test_check_worker_message_rejects_anything_else(message: object) -> None:
         check_worker_message(message, 3)
     text = str(info.value)
     assert type(message).__name__ in text
-    assert "Relay, Done, Aborted, Failed" in text
+    assert "Relay, Claim, Done, Aborted, Failed" in text
     assert "same installation" in text  # says what to do
     assert info.value.worker_index == 3
 
@@ -162,9 +166,11 @@ def test_check_worker_message_rejects_anything_else(message: object) -> None:
 def test_check_worker_message_rejects_supervisor_messages() -> None:
     with pytest.raises(EngineRuntimeError, match="unknown control message: Bootstrap"):
         check_worker_message(_bootstrap(), 0)
+    with pytest.raises(EngineRuntimeError, match="unknown control message: Grant"):
+        check_worker_message(Grant(step_index=0, index=0), 0)
 
 
-@pytest.mark.parametrize("name", ["relay", "done", "aborted", "failed"])
+@pytest.mark.parametrize("name", ["relay", "claim", "done", "aborted", "failed"])
 def test_check_worker_message_accepts_worker_messages(name: str) -> None:
     message = MESSAGES[name]()
     assert check_worker_message(message, 0) is message
@@ -194,7 +200,7 @@ def test_the_supervisor_rejects_an_unknown_message_with_a_clear_error() -> None:
         run_flow(flow, workers=2)
     text = str(info.value)
     assert "worker 0 sent an unknown control message: tuple ('relay'" in text
-    assert "expected one of Relay, Done, Aborted, Failed" in text
+    assert "expected one of Relay, Claim, Done, Aborted, Failed" in text
     assert "same installation" in text
     assert info.value.worker_index == 0
 
