@@ -169,9 +169,10 @@ class FixedPartitionedSource(Source[X], Generic[X, S]):
     Which worker reads which partition: by default each worker gets a fixed share up
     front (every ``worker_count``-th partition) and polls all of it at once. A source
     of finite partitions may set :attr:`balance_parts`; the partitions are then handed
-    out in turn, in ``list_parts()`` order, to whichever worker asks for more (a worker
-    keeps two open at a time and asks again when one ends), so a faster worker reads
-    more of them and all workers finish together.
+    out in turn: worker k of n starts with partition k, and whichever worker has read
+    its partition gets the next one in ``list_parts()`` order (one open per worker), so
+    a faster worker reads more of them, all workers finish together, and one worker
+    reads them in order.
     """
 
     #: Hand the partitions out in turn instead of in fixed shares (see the class doc).

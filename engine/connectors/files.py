@@ -30,11 +30,12 @@ unread line, so a resumed execution continues every range where it stopped, also
 a different worker count (ranges are re-assigned to workers by name).
 
 Who reads what: the file sources set `balance_parts`, so their partitions (files and
-ranges) are handed out in `list_parts()` order to whichever worker asks for more, two
-open per worker at a time, instead of in fixed shares: a worker on a busier core, or
-with the smaller files, reads more of them, and the workers finish together (as a
-`multiprocessing.Pool` map over the same ranges would). One worker reads the
-partitions two at a time, in order.
+ranges) are handed out in turn instead of in fixed shares: worker k of N starts with
+partition k, and a worker that has read its partition gets the next one in
+`list_parts()` order. A worker on a busier core, or with the smaller files, reads more
+of them, and the workers finish together (as a `multiprocessing.Pool` map over the same
+ranges would). One worker reads a split file in file order; N workers read N ranges at
+a time, so lines are out of file order by about N ranges' worth.
 
 A split CSV file has its header read from the start of the file for every range; the
 first range skips the header line. Rows must not span lines (no line breaks inside

@@ -122,9 +122,10 @@ class LocalExchange:
 class PartClaims(Protocol):
     """Hands out the partitions of inputs read in turn (``balance_parts``) one at a time.
 
-    A worker asks (:meth:`request`) and later takes the answer (:meth:`granted`); one
-    request per input step is outstanding at a time. Indexes count up from 0 across
-    all workers of the run, so each partition goes to exactly one worker.
+    Worker k of n starts with partition k; the others go to whichever worker asks
+    (:meth:`request`, then :meth:`granted` for the answer), counting on from n, so each
+    partition goes to exactly one worker. One request per input step is outstanding at
+    a time.
     """
 
     def request(self, step_index: int) -> None:
@@ -136,14 +137,16 @@ class PartClaims(Protocol):
 
 
 class LocalClaims:
-    """The claims of a one-worker run: every request is granted at once."""
+    """The claims of a run in one process: every request is granted at once, counting
+    from ``start`` (the worker count: the workers' first partitions are not claimed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 1) -> None:
+        self._start = start
         self._next: dict[int, int] = {}
         self._granted: dict[int, int] = {}
 
     def request(self, step_index: int) -> None:
-        index = self._next.get(step_index, 0)
+        index = self._next.get(step_index, self._start)
         self._next[step_index] = index + 1
         self._granted[step_index] = index
 

@@ -105,7 +105,9 @@ class Bootstrap:
 class Grant:
     """The answer to a :class:`Claim`: partition ``index`` of the input step
     ``step_index`` (in ``list_parts()`` order) is the claiming worker's to read. An
-    index past the last partition means every partition has been handed out."""
+    index past the last partition means every partition has been handed out. (Worker
+    k starts with partition k without claiming it, so indexes start at the worker
+    count.)"""
 
     step_index: int
     index: int

@@ -390,8 +390,9 @@ class _Cluster:
 
     def _grant(self, w: _WorkerProcess, step_index: int) -> None:
         """Hand ``w`` the next partition of input step ``step_index`` (see
-        :class:`~engine.runtime.protocol.Claim`): this loop is the only counter."""
-        index = self.claimed.get(step_index, 0)
+        :class:`~engine.runtime.protocol.Claim`): this loop is the only counter. Worker
+        k starts with partition k unasked, so the count starts at the worker count."""
+        index = self.claimed.get(step_index, self.options.workers)
         self.claimed[step_index] = index + 1
         try:
             w.conn.send(Grant(step_index, index))

@@ -155,7 +155,7 @@ class Worker:
             exchange=self.exchange,
             snapshots=self.snapshots,
             epoch=self.config.first_epoch,
-            claims=claims if claims is not None else LocalClaims(),
+            claims=claims if claims is not None else LocalClaims(self.config.worker_count),
         )
         self.counters = self.context.counters
         self._sleep = sleep

@@ -19,14 +19,11 @@ from engine.runtime.nodes.base import (
 from engine.runtime.plan import InputConfig, OutputConfig, PlanStep
 from engine.runtime.progress import EOF_FRONTIER
 
-__all__ = ["CLAIMED_OPEN", "EMPTY_POLL_COOLDOWN_S", "InputNode", "OutputNode"]
+__all__ = ["EMPTY_POLL_COOLDOWN_S", "InputNode", "OutputNode"]
 
 #: How long to wait before polling again a partition that returned an empty batch and
 #: asked for no particular awake time.
 EMPTY_POLL_COOLDOWN_S = 0.001
-#: Partitions of a ``balance_parts`` source a worker keeps open: while it reads them
-#: its request for the next one is on its way, so it never waits for the answer.
-CLAIMED_OPEN = 2
 #: How soon a worker with no open partition looks again for the answer to its claim.
 CLAIM_POLL_S = 0.0002
 
@@ -54,9 +51,13 @@ class InputNode(Node):
         cfg = self.ctx.config
         try:
             if self.claiming:
+                # Worker k starts with partition k (so every worker reads from the
+                # start); later ones are claimed, counting on from worker_count.
                 assert isinstance(self.source, FixedPartitionedSource)
                 self._all_parts = list(self.source.list_parts())
-                self._claim()
+                if cfg.worker_index < len(self._all_parts):
+                    self._build(self._all_parts[cfg.worker_index])
+                self._claims_done = cfg.worker_count >= len(self._all_parts)
             elif isinstance(self.source, FixedPartitionedSource):
                 all_parts = list(self.source.list_parts())
                 for name in owned_parts(all_parts, cfg.worker_index, cfg.worker_count):
@@ -75,8 +76,8 @@ class InputNode(Node):
 
     # -- partitions handed out in turn (balance_parts) -----------------------------------
     def _claim(self) -> None:
-        """Take the answer to a pending claim; ask again while fewer than
-        :data:`CLAIMED_OPEN` partitions are open and some may be left."""
+        """Once this worker's open partition has ended, ask for the next one; take the
+        answer when it has come (index past the last: every partition is handed out)."""
         claims, index = self.ctx.claims, self.step.index
         while True:
             if self._claim_pending:
@@ -84,11 +85,11 @@ class InputNode(Node):
                 if granted is None:
                     return
                 self._claim_pending = False
-                if granted >= len(self._all_parts):
+                if granted < len(self._all_parts):
+                    self._build(self._all_parts[granted])
+                else:
                     self._claims_done = True
-                    return
-                self._build(self._all_parts[granted])
-            if self._claims_done or self._open_count() >= CLAIMED_OPEN:
+            if self._claims_done or self._open_count():
                 return
             claims.request(index)
             self._claim_pending = True

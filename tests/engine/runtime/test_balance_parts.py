@@ -117,7 +117,7 @@ def _slow_on_one_worker(marker: str) -> Any:
 def test_a_slower_worker_reads_fewer_ranges_of_a_split_file(tmp_path: Path) -> None:
     # 16 ranges of 64 lines, 16 lines a batch. In fixed shares each worker would read
     # 8 ranges (512 lines); handed out in turn, the fast worker takes the ranges the
-    # slow one (10 ms a batch) has not reached.
+    # slow one (10 ms a batch, 40 ms a range) has not reached.
     path = tmp_path / "in.txt"
     with open(path, "w") as file:
         for i in range(1024):
@@ -135,15 +135,40 @@ def test_a_slower_worker_reads_fewer_ranges_of_a_split_file(tmp_path: Path) -> N
     assert len(per_worker) == 2 and per_worker[0] <= 5 * 64, per_worker
 
 
-def test_local_claims_grant_in_order_per_step() -> None:
-    claims = LocalClaims()
+@pytest.mark.parametrize("workers", [None, 1])
+def test_one_worker_reads_a_split_file_in_file_order(tmp_path: Path, workers: int | None) -> None:
+    # One range at a time, claimed in order: a time-ordered file stays in order (an
+    # event clock waiting 0 then finds no line late).
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"{i:07d}\n" for i in range(1024)))
+    source = FileSource(path, batch_size=16, split_bytes=0, ranges=16)
+    out: list[str] = []
+    flow = Dataflow("ordered")
+    op.output("out", op.input("inp", flow, source), TestingSink(out))
+    if workers is None:
+        run_main(flow)
+    else:
+        run_flow(flow, workers=workers)
+    assert out == [f"{i:07d}" for i in range(1024)]
+
+
+def test_local_claims_count_on_from_the_worker_count_per_step() -> None:
+    claims = LocalClaims(start=2)
     assert claims.granted(0) is None
     claims.request(0)
     claims.request(1)
-    assert claims.granted(0) == 0 and claims.granted(1) == 0
+    assert claims.granted(0) == 2 and claims.granted(1) == 2
     claims.request(0)
-    assert claims.granted(0) == 1
+    assert claims.granted(0) == 3
     assert claims.granted(0) is None
+
+
+def test_as_many_partitions_as_workers_are_read_by_all_of_them() -> None:
+    # Worker k starts with partition k: nobody takes a second one before the others
+    # have their first (a DirSource of two files on two workers reads both at once).
+    out = _reads(_Named(2, balance=True), 2)
+    assert sorted(name for name, _ in out) == ["p00", "p01"]
+    assert len({pid for _, pid in out}) == 2
 
 
 def test_a_worker_rejects_anything_but_a_grant_while_claiming() -> None:
