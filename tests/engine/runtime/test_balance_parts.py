@@ -65,9 +65,10 @@ class _Named(FixedPartitionedSource[tuple[str, int], bool]):
         return _Once(for_part, resume_state)
 
 
-def _reads(source: _Named, workers: int | None) -> list[tuple[str, int]]:
-    out: list[tuple[str, int]] = []
-    flow = Dataflow("named")
+def _reads(source: FixedPartitionedSource[Any, Any], workers: int | None) -> list[Any]:
+    """What ``source`` gives, read by ``run_main`` (None) or that many worker processes."""
+    out: list[Any] = []
+    flow = Dataflow("reads")
     op.output("out", op.input("inp", flow, source), TestingSink(out))
     if workers is None:
         run_main(flow)
@@ -142,14 +143,7 @@ def test_one_worker_reads_a_split_file_in_file_order(tmp_path: Path, workers: in
     path = tmp_path / "in.txt"
     path.write_text("".join(f"{i:07d}\n" for i in range(1024)))
     source = FileSource(path, batch_size=16, split_bytes=0, ranges=16)
-    out: list[str] = []
-    flow = Dataflow("ordered")
-    op.output("out", op.input("inp", flow, source), TestingSink(out))
-    if workers is None:
-        run_main(flow)
-    else:
-        run_flow(flow, workers=workers)
-    assert out == [f"{i:07d}" for i in range(1024)]
+    assert _reads(source, workers) == [f"{i:07d}" for i in range(1024)]
 
 
 def test_local_claims_count_on_from_the_worker_count_per_step() -> None:
