@@ -18,8 +18,7 @@ import select
 import struct
 from typing import Any
 
-from engine.errors import EngineRuntimeError, item_repr
-from engine.runtime.protocol import Claim, Grant
+from engine.runtime.protocol import Claim, Grant, expect_from_supervisor
 
 __all__ = ["ControlClaims", "ControlConnection"]
 
@@ -80,15 +79,14 @@ class ControlConnection:
             view = view[os.write(self._fd, view) :]
 
     def _read(self, size: int) -> bytes:
-        chunks: list[bytes] = [b""]
-        left = size
-        while left:
-            chunk = os.read(self._fd, min(left, 1 << 30))
+        chunks: list[bytes] = []
+        while size:
+            chunk = os.read(self._fd, min(size, 1 << 30))
             if not chunk:
                 raise EOFError("the supervisor closed the control connection")
             chunks.append(chunk)
-            left -= len(chunk)
-        return chunks[-1] if len(chunks) <= 2 else b"".join(chunks)
+            size -= len(chunk)
+        return b"".join(chunks)  # one chunk: that bytes object itself, not a copy
 
 
 class ControlClaims:
@@ -105,14 +103,6 @@ class ControlClaims:
 
     def granted(self, step_index: int) -> int | None:
         while step_index not in self._granted and self._conn.poll():
-            message = self._conn.recv()
-            if not isinstance(message, Grant):
-                msg = (
-                    f"worker {self._worker_index} expected a Grant from its supervisor and "
-                    f"got {type(message).__name__} {item_repr(message)}; the supervisor "
-                    "runs different shmflow code than the worker: make sure both use the "
-                    "same installation"
-                )
-                raise EngineRuntimeError(msg, worker_index=self._worker_index)
-            self._granted[message.step_index] = message.index
+            grant = expect_from_supervisor(self._conn.recv(), Grant, self._worker_index)
+            self._granted[grant.step_index] = grant.index
         return self._granted.pop(step_index, None)

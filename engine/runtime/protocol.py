@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import cloudpickle
 
@@ -67,6 +67,7 @@ __all__ = [
     "SinkItems",
     "WorkerMessage",
     "check_worker_message",
+    "expect_from_supervisor",
 ]
 
 
@@ -216,6 +217,31 @@ class Failed:
             cause=pickled_cause,
             cause_repr=None if cause is None else f"{type(cause).__name__}: {cause}",
         )
+
+
+M = TypeVar("M")
+
+
+def expect_from_supervisor(message: object, kind: type[M], worker_index: int | None) -> M:
+    """Return ``message`` if it is a ``kind`` (a supervisor -> worker message); raise
+    :class:`~engine.errors.EngineRuntimeError` naming what came instead.
+
+    >>> expect_from_supervisor(Grant(0, 3), Grant, 1)
+    Grant(step_index=0, index=3)
+    >>> expect_from_supervisor(("grant", 3), Grant, 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    engine.errors.EngineRuntimeError: worker 1 expected a Grant from its supervisor and got ...
+    """
+    if isinstance(message, kind):
+        return message
+    who = "a worker" if worker_index is None else f"worker {worker_index}"
+    msg = (
+        f"{who} expected a {kind.__name__} from its supervisor and got "
+        f"{type(message).__name__} {item_repr(message)}; the supervisor runs different "
+        "shmflow code than the worker: make sure both use the same installation"
+    )
+    raise EngineRuntimeError(msg, worker_index=worker_index)
 
 
 WorkerMessage: TypeAlias = Relay | Claim | Done | Aborted | Failed

@@ -23,11 +23,10 @@ import signal
 import sys
 import time
 
-from engine.errors import EngineRuntimeError, item_repr
 from engine.runtime.control import ControlClaims, ControlConnection
 from engine.runtime.metrics import STEP_SLOTS, WORKER_SLOTS, CounterLayout, StepSlot, WorkerSlot
 from engine.runtime.ports import WorkerConfig
-from engine.runtime.protocol import Aborted, Bootstrap, Done, Failed
+from engine.runtime.protocol import Aborted, Bootstrap, Done, Failed, expect_from_supervisor
 from engine.runtime.relay import RelayChannel
 from engine.runtime.shipping import loads_plan
 from engine.runtime.snapshots import StoreSnapshots
@@ -140,15 +139,7 @@ class _Publisher:
 
 
 def _receive_bootstrap(conn: ControlConnection) -> Bootstrap:
-    boot = conn.recv()
-    if not isinstance(boot, Bootstrap):
-        msg = (
-            f"a worker expected a Bootstrap from its supervisor and got "
-            f"{type(boot).__name__} {item_repr(boot)}; the supervisor runs different "
-            "shmflow code than the worker: make sure both use the same installation"
-        )
-        raise EngineRuntimeError(msg)
-    return boot
+    return expect_from_supervisor(conn.recv(), Bootstrap, None)
 
 
 def _run(boot: Bootstrap, channel: RelayChannel) -> Done | Aborted:

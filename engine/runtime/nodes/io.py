@@ -89,17 +89,18 @@ class InputNode(Node):
                     self._build(self._all_parts[granted])
                 else:
                     self._claims_done = True
-            if self._claims_done or self._open_count():
+            if self._claims_done or self._reading():
                 return
             claims.request(index)
             self._claim_pending = True
 
-    def _open_count(self) -> int:
-        return sum(not p.eof for p in self.partitions)
+    def _reading(self) -> bool:
+        """Whether a partition of this worker has not ended yet."""
+        return any(not p.eof for p in self.partitions)
 
     @property
     def live(self) -> bool:
-        return any(not p.eof for p in self.partitions) or (self.claiming and not self._claims_done)
+        return self._reading() or (self.claiming and not self._claims_done)
 
     def poll(self, epoch: int, wall_now: float) -> bool:
         """Poll every due partition once; return whether any produced items."""
@@ -175,7 +176,7 @@ class InputNode(Node):
 
     def next_wake(self) -> float:
         wake_at = min((p.awake_at for p in self.partitions if not p.eof), default=math.inf)
-        if self._claim_pending and not self._open_count():
+        if self._claim_pending and not self._reading():
             # Nothing to read until the answer comes: look for it again soon.
             wake_at = min(wake_at, self.ctx.config.wall_now() + CLAIM_POLL_S)
         return wake_at
