@@ -4,7 +4,7 @@ Run with pytest-benchmark (``pytest bench/bench_engine.py --benchmark-only``) or
 script that measures everything in one run and prints a markdown table of medians and
 ratios against the baselines measured in the same run:
 
-    python -m bench.bench_engine --table [--rounds 3] [--bytewax]
+    python -m bench.bench_engine --table [--rounds 3] [--bytewax] [--flows passthrough,...]
 
 ``--bytewax`` adds Bytewax 0.21.1 running the same flows (install the ``bench`` extra).
 """
@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +30,7 @@ from engine.tools.flows import machine
 # -- pytest-benchmark ------------------------------------------------------------------------
 
 SINGLE = sorted(flows.FLOWS)
+K = TypeVar("K")
 
 
 @pytest.fixture(scope="module")
@@ -99,30 +100,53 @@ def _bytewax_runner(name: str) -> Callable[[Any], Callable[[], Any]] | None:
     return bytewax_flows.RUNNERS.get(name)
 
 
-def single_worker_table(rounds: int, with_bytewax: bool) -> list[str]:
+def _interleaved_medians(runs: dict[K, Callable[[], Any]], rounds: int) -> dict[K, float]:
+    """Median seconds of each run, the runs taking turns round by round.
+
+    On a shared, noisy machine a slow spell then hits every contender alike instead of
+    whichever happened to be measured during it.
+    """
+    times: dict[K, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def single_worker_table(
+    rounds: int, with_bytewax: bool, names: list[str] | None = None
+) -> list[str]:
     header = "| flow | items | baseline items/s | shmflow items/s | shmflow / baseline |"
     rule = "|---|---:|---:|---:|---:|"
     if with_bytewax:
         header += " Bytewax 0.21.1 items/s | shmflow / Bytewax |"
         rule += "---:|---:|"
     lines = [header, rule]
-    for name in SINGLE:
+    for name in names or SINGLE:
         make, build, baseline = flows.FLOWS[name]
         items = make()
         flow = build(items)  # partitioning the data is not part of the measurement
-        base = _median_time(functools.partial(baseline, items), rounds)
-        ours = _median_time(functools.partial(run_main, flow), rounds)
+        runs: dict[str, Callable[[], Any]] = {
+            "baseline": functools.partial(baseline, items),
+            "shmflow": functools.partial(run_main, flow),
+        }
+        runner = _bytewax_runner(name) if with_bytewax else None
+        if runner is not None:
+            runs["bytewax"] = runner(items)  # its flow is built outside the timing
+        medians = _interleaved_medians(runs, rounds)
+        base, ours = medians["baseline"], medians["shmflow"]
         n = len(items)
         row = (
             f"| {name} | {n:,} | {n / base / 1e6:.2f} M | {n / ours / 1e6:.2f} M "
             f"| {base / ours:.0%} |"
         )
         if with_bytewax:
-            runner = _bytewax_runner(name)
-            if runner is None:
+            theirs = medians.get("bytewax")
+            if theirs is None:
                 row += " n/a | n/a |"
             else:
-                theirs = _median_time(runner(items), rounds)  # flow built outside the timing
                 row += f" {n / theirs / 1e6:.2f} M | {theirs / ours:.1f}x |"
         lines.append(row)
         print(row, file=sys.stderr, flush=True)
@@ -163,9 +187,9 @@ def cluster_table(rounds: int, with_bytewax: bool) -> list[str]:
     ]
     for name, items, build in cases:
         flow = build(items)
-        times = {
-            w: _median_time(functools.partial(run_flow, flow, workers=w), rounds) for w in (1, 2)
-        }
+        times = _interleaved_medians(
+            {w: functools.partial(run_flow, flow, workers=w) for w in (1, 2)}, rounds
+        )
         n = items.n
         row = (
             f"| {name} | {n:,} | {n / times[1] / 1e6:.2f} M | {n / times[2] / 1e6:.2f} M "
@@ -192,7 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bytewax", action="store_true", help="add Bytewax 0.21.1 columns")
     parser.add_argument("--only", choices=["single", "cluster"], default=None)
+    parser.add_argument(
+        "--flows",
+        type=lambda text: text.split(","),
+        default=None,
+        help=f"comma-separated one-worker flows (default all: {','.join(SINGLE)})",
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.flows or ()) - set(SINGLE))
+    if unknown:
+        parser.error(f"unknown flows {', '.join(unknown)}; choose from {', '.join(SINGLE)}")
     if not args.table:
         parser.print_help()
         return 2
@@ -200,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {machine()}\n")
     if args.only in (None, "single"):
         print("One worker, in-process (`run_main`), same data as the baseline:\n")
-        print("\n".join(single_worker_table(args.rounds, args.bytewax)) + "\n")
+        print("\n".join(single_worker_table(args.rounds, args.bytewax, args.flows)) + "\n")
     if args.only in (None, "cluster"):
         print("Worker processes (`engine.run_flow`), 1 vs 2 workers:\n")
         print("\n".join(cluster_table(args.rounds, args.bytewax)))

@@ -7,6 +7,7 @@ user's function plus a few tens of nanoseconds.
 from __future__ import annotations
 
 import builtins
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -40,9 +41,29 @@ V = TypeVar("V")
 W = TypeVar("W")
 
 
-def _apply(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
-    """``[fn(x) for x in batch]`` at C speed (this module shadows the builtin ``map``)."""
-    return list(builtins.map(fn, batch))
+#: Callables whose calls CPython (3.11+) inlines when made from Python code: for them a
+#: comprehension beats ``map`` by ~5 ns per item (~15% of a ``lambda x: x + 1`` step);
+#: for builtins and other callables ``map`` (C calling C) is the faster.
+_INLINED_CALLS = (types.FunctionType, types.MethodType)
+
+
+def _applier(fn: Callable[[X], Y]) -> Callable[[list[X]], list[Y]]:
+    """``batch -> [fn(x) for x in batch]``, in the faster of two ways for ``fn``'s kind.
+
+    >>> _applier(lambda x: x + 1)([1, 2]), _applier(abs)([-1, 2])
+    ([2, 3], [1, 2])
+    """
+    if isinstance(fn, _INLINED_CALLS):
+
+        def apply_python(batch: list[X]) -> list[Y]:
+            return [fn(x) for x in batch]
+
+        return apply_python
+
+    def apply_builtin(batch: list[X]) -> list[Y]:
+        return list(builtins.map(fn, batch))
+
+    return apply_builtin
 
 
 def _check_bools(step_id: str, batch: list[Any], flags: list[Any], what: str) -> None:
@@ -82,10 +103,7 @@ def map(step_id: str, up: Stream[X], mapper: Callable[[X], Y]) -> Stream[Y]:
     """
     require_callable(mapper, "mapper")
 
-    def map_batch(batch: list[X]) -> list[Y]:
-        return _apply(mapper, batch)
-
-    return flat_map_batch("flat_map_batch", up, map_batch)
+    return flat_map_batch("flat_map_batch", up, _applier(mapper))
 
 
 @operator
@@ -236,8 +254,10 @@ def filter(step_id: str, up: Stream[X], predicate: Callable[[X], bool]) -> Strea
     require_callable(predicate, "predicate")
     step = current_step_id()
 
+    flags_of = _applier(predicate)
+
     def filter_batch(batch: list[X]) -> list[X]:
-        flags = _apply(predicate, batch)
+        flags = flags_of(batch)
         _check_bools(step, batch, flags, "predicate")
         return [x for x, keep in zip(batch, flags, strict=True) if keep]
 
@@ -291,8 +311,10 @@ def filter_map(step_id: str, up: Stream[X], mapper: Callable[[X], Y | None]) -> 
     """
     require_callable(mapper, "mapper")
 
+    apply = _applier(mapper)
+
     def filter_map_batch(batch: list[X]) -> list[Y]:
-        return [y for y in _apply(mapper, batch) if y is not None]
+        return [y for y in apply(batch) if y is not None]
 
     return flat_map_batch("flat_map_batch", up, filter_map_batch)
 
@@ -343,8 +365,10 @@ def key_on(step_id: str, up: Stream[X], key: Callable[[X], str]) -> KeyedStream[
     require_callable(key, "key")
     step = current_step_id()
 
+    keys_of = _applier(key)
+
     def key_batch(batch: list[X]) -> list[tuple[str, X]]:
-        keys = _apply(key, batch)
+        keys = keys_of(batch)
         require_str_keys(step, batch, keys)
         return list(zip(keys, batch, strict=True))
 

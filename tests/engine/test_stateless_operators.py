@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -142,3 +145,70 @@ def test_raises_passes_on_empty_stream(entry_point) -> None:
     flow = Dataflow("f")
     op.raises("nothing_expected", op.input("inp", flow, TestingSource([])))
     entry_point(flow)
+
+
+class _Calls:
+    """Calls ``fn`` as a callable object and as a bound method."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, x: Any) -> Any:
+        return self.fn(x)
+
+    def method(self, x: Any) -> Any:
+        return self.fn(x)
+
+
+def _call(fn: Callable[[Any], Any], x: Any) -> Any:
+    return fn(x)
+
+
+def _kinds(fn: Callable[[Any], Any], builtin: Callable[[Any], Any]) -> list[Callable[[Any], Any]]:
+    """``fn`` as each kind of callable the operators apply in different ways (Python
+    functions and bound methods in a comprehension, the others through ``map``)."""
+    return [
+        fn,
+        lambda x: fn(x),
+        _Calls(fn).method,
+        _Calls(fn),
+        functools.partial(_call, fn),
+        builtin,
+    ]
+
+
+def _negate(x: int) -> int:
+    return -x
+
+
+def _is_odd(x: int) -> bool:
+    return x % 2 == 1
+
+
+def _upper(text: str) -> str:
+    return text.upper()
+
+
+@pytest.mark.parametrize("fn", _kinds(_negate, operator.neg))
+def test_map_applies_every_kind_of_callable_like_a_loop(entry_point, fn) -> None:
+    items = list(range(-5, 6))
+    assert _run(entry_point, items, lambda s: op.map("m", s, fn)) == [fn(x) for x in items]
+
+
+@pytest.mark.parametrize("fn", _kinds(_negate, operator.neg))
+def test_filter_map_applies_every_kind_of_callable_like_a_loop(entry_point, fn) -> None:
+    items = list(range(-5, 6))
+    out = _run(entry_point, items, lambda s: op.filter_map("fm", s, fn))
+    assert out == [fn(x) for x in items]
+
+
+@pytest.mark.parametrize("fn", _kinds(_is_odd, operator.truth))
+def test_filter_applies_every_kind_of_predicate_like_a_loop(entry_point, fn) -> None:
+    items = list(range(-5, 6))
+    assert _run(entry_point, items, lambda s: op.filter("f", s, fn)) == [x for x in items if fn(x)]
+
+
+@pytest.mark.parametrize("fn", _kinds(_upper, str.upper))
+def test_key_on_applies_every_kind_of_key_function_like_a_loop(entry_point, fn) -> None:
+    items = ["a", "Bb", "c"]
+    assert _run(entry_point, items, lambda s: op.key_on("k", s, fn)) == [(fn(x), x) for x in items]
