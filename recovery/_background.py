@@ -15,6 +15,7 @@ never swallowed: a GC that failed raises its exception from the next
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from recovery._store import GC_CHUNK_KEYS, GcResult, RecoveryStore
 from recovery.errors import RecoveryError
@@ -58,16 +59,20 @@ class BackgroundGc:
         """Whether a GC is running now."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> bool:
+    def start(self, before: Callable[[], object] | None = None) -> bool:
         """Start a GC unless one is running; return whether one was started.
 
-        Raises the exception of the previous GC if that one failed (so a loop calling
-        this regularly fails with it).
+        ``before`` runs first, in the GC's thread (store work that should not hold up
+        the caller either); its exception is reported like the GC's. Raises the
+        exception of the previous GC if that one failed (so a loop calling this
+        regularly fails with it).
         """
         self.raise_error()
         if self.running or self._cancel.is_set():
             return False
-        self._thread = threading.Thread(target=self._run, name="shmflow-gc", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(before,), name="shmflow-gc", daemon=True
+        )
         self._thread.start()
         return True
 
@@ -110,8 +115,10 @@ class BackgroundGc:
                 raise
             failing.add_note(f"and the background GC failed: {type(error).__name__}: {error}")
 
-    def _run(self) -> None:
+    def _run(self, before: Callable[[], object] | None) -> None:
         try:
+            if before is not None:
+                before()
             result = self.store.gc(
                 backup_epochs=self.backup_epochs, chunk_keys=self.chunk_keys, cancel=self._cancel
             )

@@ -554,20 +554,56 @@ class RecoveryStore:
         execution then resumes after everything (it continues after EOF) instead of
         replaying from the lowest worker frontier. Returns that frontier.
         """
+        return self.raise_finished_frontiers(execution_id, None)
+
+    def raise_finished_frontiers(self, execution_id: int, finished: Iterable[int] | None) -> int:
+        """Let the workers in ``finished`` (None: all) stop holding back the resume epoch.
+
+        A worker that reached the end of every input and closed every epoch (it reported
+        ``Done``) has committed everything it will ever write: its state is final, so
+        any frontier is true of it. Its durable frontier stays where its last epoch
+        ended, though, and the resume epoch is the min over the workers: one that had
+        no input (more workers than partitions) or less of it would make the next
+        execution replay nearly all that the others read. So each finished worker's
+        frontier is raised to the lowest durable frontier of the workers not finished
+        (one that never committed counts as the execution's resume epoch) or, when all
+        finished, to the highest frontier. Frontiers never go down, and only the newest
+        execution changes (an older one's future is abandoned). Returns the execution's
+        durable cluster frontier afterwards.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     init_db_dir(tmp)
+        ...     with RecoveryStore.open(tmp) as store:
+        ...         run = store.begin_execution("flow", "fp", worker_count=3)
+        ...         for worker, frontier in [(0, 3), (1, 9), (2, 6)]:
+        ...             _ = store.epoch_writer(run.execution_id, worker).commit_epoch(frontier)
+        ...         store.raise_finished_frontiers(run.execution_id, [0])
+        ...         store.inspect()["executions"][-1]["frontiers"]
+        6
+        {0: 6, 1: 9, 2: 6}
+        """
         handle = self._env()
         frontiers_db = handle.dbs["frontiers"]
         with self._errors(), handle.env.begin(write=True) as txn:
-            frontiers = self._frontiers(txn, execution_id)
-            final = max(frontiers.values(), default=FIRST_EPOCH)
             last = self._last_execution(txn)
-            if last is not None and last[0] == execution_id:
-                for worker in range(last[1]):
+            if last is None or last[0] != execution_id:
+                return self._cluster_frontier(txn, execution_id)
+            _, worker_count, resume = last
+            frontiers = self._frontiers(txn, execution_id)
+            workers = range(worker_count)
+            done = set(workers) if finished is None else set(finished) & set(workers)
+            running = [frontiers.get(w, resume) for w in workers if w not in done]
+            target = min(running) if running else max(frontiers.values(), default=FIRST_EPOCH)
+            for worker in sorted(done):
+                if frontiers.get(worker, resume) < target:
+                    frontiers[worker] = target
                     txn.put(
                         frontier_key(execution_id, worker),
-                        final.to_bytes(8, "big"),
+                        target.to_bytes(8, "big"),
                         db=frontiers_db,
                     )
-        return final
+            return resume_epoch(worker_count, frontiers, resume)
 
     def executions(self) -> list[Execution]:
         """Every execution recorded in the store, oldest first."""
@@ -594,13 +630,15 @@ class RecoveryStore:
 
         A worker that has not committed yet counts as the execution's resume epoch.
         """
-        handle = self._env()
-        with self._errors(), handle.env.begin() as txn:
-            record = txn.get(execution_id.to_bytes(8, "big"), db=handle.dbs["executions"])
-            if record is None:
-                raise RecoveryError(f"recovery store {self.path} has no execution {execution_id}")
-            worker_count, resume, _, _ = decode_execution(record)
-            return resume_epoch(worker_count, self._frontiers(txn, execution_id), resume)
+        with self._errors(), self._env().env.begin() as txn:
+            return self._cluster_frontier(txn, execution_id)
+
+    def _cluster_frontier(self, txn: Any, execution_id: int) -> int:
+        record = txn.get(execution_id.to_bytes(8, "big"), db=self._env().dbs["executions"])
+        if record is None:
+            raise RecoveryError(f"recovery store {self.path} has no execution {execution_id}")
+        worker_count, resume, _, _ = decode_execution(record)
+        return resume_epoch(worker_count, self._frontiers(txn, execution_id), resume)
 
     def next_resume_epoch(self) -> int:
         """Where an execution started now would resume (the first epoch for a new store)."""

@@ -20,6 +20,7 @@ Lifecycle of :func:`run_flow`:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -153,7 +154,10 @@ class _WorkerProcess:
     process: subprocess.Popen[bytes]
     conn: Connection
     pidfd: int
+    #: It sent its final message (``Done`` or ``Aborted``).
     done: bool = False
+    #: It sent ``Done``: every input exhausted, every epoch closed and committed.
+    finished: bool = False
     closed: bool = False
     exited: bool = False
 
@@ -380,7 +384,7 @@ class _Cluster:
             case Claim(step_index=step_index):
                 self._grant(w, step_index)
             case Done():
-                w.done = True
+                w.done = w.finished = True
             case Aborted(step_index=step_index, detail=detail):
                 w.done = True
                 self.aborted = True
@@ -473,7 +477,26 @@ class _Cluster:
         if self._gc is None or time.monotonic() < self._next_gc:
             return
         self._next_gc = time.monotonic() + GC_INTERVAL_S
-        self._gc.start()
+        finished = self.finished_workers
+        if finished and len(finished) < len(self.workers):
+            # Before the GC, so that it may compact what those workers no longer need.
+            self._gc.start(before=functools.partial(self.raise_finished_frontiers, finished))
+        else:
+            self._gc.start()
+
+    @property
+    def finished_workers(self) -> list[int]:
+        """The workers that reported ``Done``."""
+        return [w.index for w in self.workers if w.finished]
+
+    def raise_finished_frontiers(self, finished: list[int] | None = None) -> None:
+        """Let workers that finished stop holding back the resume epoch (see
+        :meth:`recovery.RecoveryStore.raise_finished_frontiers`): during the run (in the
+        GC's thread), in case this process is killed, and once more when it ends early."""
+        if self.store is not None and self.execution is not None:
+            workers = self.finished_workers if finished is None else finished
+            if workers:
+                self.store.raise_finished_frontiers(self.execution.execution_id, workers)
 
     def stop_gc(self, failing: BaseException | None = None) -> None:
         """Wait (bounded) for the background GC to stop; raise its error (a note on ``failing``)."""
@@ -608,10 +631,19 @@ def run_flow(
             summary = _run_cluster(cluster, stop)
         except BaseException as error:
             cluster.stop_gc(failing=error)
+            try:
+                cluster.raise_finished_frontiers()
+            except Exception as problem:
+                error.add_note(
+                    "and the workers that had finished could not record it (the next "
+                    f"execution replays their input too): {type(problem).__name__}: {problem}"
+                )
             raise
         cluster.stop_gc()
         if cluster.finished:
             store.complete_execution(execution.execution_id)
+        else:  # stopped or aborted
+            cluster.raise_finished_frontiers()
         store.gc(backup_epochs=execution.backup_epochs)
         return summary
 

@@ -540,6 +540,41 @@ def test_background_gc_reports_its_error(
         again.close(timeout=CHILD_TIMEOUT_S)
 
 
+def test_background_gc_runs_before_first_in_its_thread(store: RecoveryStore) -> None:
+    """What raises finished workers' frontiers runs first, so that the GC compacts
+    what those workers' frontiers held back."""
+    store.begin_execution("flow", "fp", worker_count=2, key_groups=GROUPS)
+    slow, fast = store.epoch_writer(1, 0), store.epoch_writer(1, 1)
+    slow.commit_epoch(2, [(STEP, "a", 1, 1)])  # worker 0 finished at epoch 1
+    fast.commit_epoch(3, [(STEP, "b", 1, 1)])
+    fast.commit_epoch(4, [(STEP, "b", 2, 2)])
+    fast.commit_epoch(5, [(STEP, "b", 3, 3)])
+    threads: list[str] = []
+
+    def before() -> None:
+        threads.append(threading.current_thread().name)
+        store.raise_finished_frontiers(1, [0])
+
+    background = BackgroundGc(store)
+    assert background.start(before=before)
+    assert background.wait(CHILD_TIMEOUT_S)
+    background.close(timeout=CHILD_TIMEOUT_S)
+    assert threads == ["shmflow-gc"]
+    assert store.cluster_frontier(1) == 5
+    assert background.last_result is not None
+    assert background.last_result.deleted_snapshots == 2  # b@1 and b@2, behind epoch 4
+
+
+def test_background_gc_reports_an_error_of_before(store: RecoveryStore) -> None:
+    def before() -> None:
+        raise RecoveryError("no space left")
+
+    background = BackgroundGc(store)
+    assert background.start(before=before)
+    with pytest.raises(RecoveryError, match="no space left"):
+        background.close(timeout=CHILD_TIMEOUT_S)
+
+
 def test_closing_the_background_gc_stops_it_between_transactions(store: RecoveryStore) -> None:
     store.begin_execution("flow", "fp", worker_count=1, key_groups=GROUPS)
     writer = store.epoch_writer(1, 0)

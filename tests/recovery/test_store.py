@@ -104,6 +104,53 @@ def test_resume_epoch_is_min_frontier_and_a_silent_worker_counts_as_the_start(
     assert store.begin_execution("flow", "fp", worker_count=1).resume_epoch == 6
 
 
+def _frontiers(store: RecoveryStore, execution_id: int) -> dict[int, int]:
+    return store.inspect()["executions"][execution_id - 1]["frontiers"]
+
+
+def test_finished_workers_are_raised_to_the_lowest_frontier_of_the_others(
+    store: RecoveryStore,
+) -> None:
+    store.begin_execution("flow", "fp", worker_count=4, key_groups=GROUPS)
+    for worker, frontier in [(0, 2), (1, 9), (2, 7), (3, 12)]:
+        store.epoch_writer(1, worker).commit_epoch(frontier)
+    assert store.cluster_frontier(1) == 2
+    # Worker 0 finished at epoch 1 (no input); worker 3 finished after the others.
+    assert store.raise_finished_frontiers(1, [0, 3]) == 7
+    assert _frontiers(store, 1) == {0: 7, 1: 9, 2: 7, 3: 12}  # 3 is not lowered
+    assert store.begin_execution("flow", "fp", worker_count=2).resume_epoch == 7
+
+
+def test_a_worker_that_never_committed_keeps_the_resume_at_the_execution_start(
+    store: RecoveryStore,
+) -> None:
+    store.begin_execution("flow", "fp", worker_count=3, key_groups=GROUPS)
+    store.epoch_writer(1, 0).commit_epoch(5)
+    store.epoch_writer(1, 1).commit_epoch(8)
+    assert store.raise_finished_frontiers(1, [0]) == 1  # worker 2 never committed
+    assert _frontiers(store, 1) == {0: 5, 1: 8}
+
+
+def test_all_finished_raises_every_frontier_to_the_highest(store: RecoveryStore) -> None:
+    store.begin_execution("flow", "fp", worker_count=3, key_groups=GROUPS)
+    for worker, frontier in [(0, 2), (1, 9), (2, 7)]:
+        store.epoch_writer(1, worker).commit_epoch(frontier)
+    assert store.raise_finished_frontiers(1, [2, 0, 1]) == 9
+    assert store.complete_execution(1) == 9
+    assert _frontiers(store, 1) == {0: 9, 1: 9, 2: 9}
+
+
+def test_raising_ignores_unknown_workers_and_older_executions(store: RecoveryStore) -> None:
+    store.begin_execution("flow", "fp", worker_count=2, key_groups=GROUPS)
+    store.epoch_writer(1, 0).commit_epoch(3)
+    store.epoch_writer(1, 1).commit_epoch(6)
+    assert store.raise_finished_frontiers(1, [5]) == 3  # no worker 5 in execution 1
+    store.begin_execution("flow", "fp", worker_count=2)
+    assert store.raise_finished_frontiers(1, [0]) == 3  # execution 1's future is abandoned
+    assert _frontiers(store, 1) == {0: 3, 1: 6}
+    assert store.raise_finished_frontiers(2, []) == 3  # nothing committed in execution 2 yet
+
+
 def test_commit_and_load_newest_before_resume_with_tombstones(store: RecoveryStore) -> None:
     store.begin_execution("flow", "fp", worker_count=1, key_groups=GROUPS)
     writer = store.epoch_writer(1, 0)
