@@ -174,12 +174,22 @@ def create_and_wait(attach: Attach, specs: list[Any], params: dict[str, Any], re
 
 @scenario
 def write_counter(attach: Attach, specs: list[Any], params: dict[str, Any], ready: Any) -> dict:
-    """Be the single writer of one counter slot: store 1..count in order."""
+    """Be the single writer of one counter slot: store 1..count in order.
+
+    With ``pause_at``, stop after storing that value until slot ``go_slot`` (another
+    process's) holds ``go_value`` (a handshake, so the reader sees the slot mid-way).
+    """
     counters = shm.Counters.attach(specs[0])
     try:
         slot = params["slot"]
+        pause_at = params.get("pause_at")
         for _ in range(params["count"]):
-            counters.increment(slot)
+            if counters.increment(slot) == pause_at:
+                deadline = time.monotonic() + 30
+                while counters.get(params["go_slot"]) != params["go_value"]:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the reader never saw the paused value")
+                    time.sleep(0.0005)
         return {"final": counters.get(slot)}
     finally:
         counters.detach()

@@ -42,19 +42,29 @@ def test_set_get_array_and_attach() -> None:
 
 
 def test_writer_process_increments_its_slot_reader_sees_monotonic_values(peers: Any) -> None:
-    count = 20_000
+    count, half = 20_000, 10_000
     with shm.Counters.create(3, tag="frontiers") as counters:
         counters.set(2, 77)  # this process's own slot
-        writer = peers.process("write_counter", [counters.spec], slot=1, count=count)
+        writer = peers.process(
+            "write_counter",
+            [counters.spec],
+            slot=1,
+            count=count,
+            pause_at=half,  # until this process saw it: no timing assumption
+            go_slot=2,
+            go_value=78,
+        )
         seen = [0]
         while seen[-1] < count:
             value = counters.get(1)
             assert value >= seen[-1], "a single-writer slot went backwards"
             seen.append(value)
+            if value == half:
+                counters.set(2, 78)
             assert writer.process.poll() in (None, 0)
         assert writer.result() == {"final": count}
-        assert counters.array.tolist() == [0, count, 77]
-        assert len(set(seen)) > 2  # observed it moving, not just the end
+        assert counters.array.tolist() == [0, count, 78]
+        assert half in seen  # observed it moving, not just the end
 
 
 def test_bad_slot_count() -> None:

@@ -168,7 +168,7 @@ def _check_store(store_dir: Path, items: list[tuple[int, int, str]], starts: int
 
 @pytest.mark.timeout(600)
 def test_chaos_ten_kills(tmp_path: Path) -> None:
-    _chaos(tmp_path, kills=10, lines=10_000, seed=11)
+    _chaos(tmp_path, kills=10, lines=16_000, seed=11)
 
 
 @pytest.mark.soak

@@ -366,3 +366,60 @@ def test_file_sink_output_is_effectively_once(
     assert target.read_text().splitlines() == lines[: len(target.read_text().splitlines())]
     entry_point(flow, epoch_interval=ZERO, recovery_config=store)
     assert target.read_text().splitlines() == lines  # no line lost, none written twice
+
+
+# -- workers that finished early ----------------------------------------------------------------
+
+
+class _FakeGc:
+    def __init__(self) -> None:
+        self.starts: list[Any] = []
+
+    def start(self, before: Any = None) -> bool:
+        self.starts.append(before)
+        return True
+
+
+class _FakeStore:
+    def __init__(self) -> None:
+        self.raised: list[tuple[int, list[int]]] = []
+
+    def raise_finished_frontiers(self, execution_id: int, finished: list[int]) -> int:
+        self.raised.append((execution_id, finished))
+        return 0
+
+
+def test_the_supervisor_raises_finished_workers_before_each_gc_while_others_run() -> None:
+    """So that a supervisor killed mid-run leaves a resume epoch that the workers which
+    had finished do not hold back (the end of a run raises them once more, see
+    tests/engine/test_file_split.py)."""
+    from types import SimpleNamespace
+
+    from engine.runtime.plan import compile_plan
+    from engine.runtime.snapshots import ExecutionInfo
+    from engine.runtime.supervisor import ClusterOptions, _Cluster
+
+    store = _FakeStore()
+    execution = ExecutionInfo("unused", 7, 1, 16, 0)
+    flow = _sum_flow([("a", 1)], [])
+    cluster = _Cluster(compile_plan(flow), ClusterOptions(workers=3), execution=execution)
+    try:
+        cluster.store = store
+        cluster._gc = gc = _FakeGc()
+        cluster.workers = [SimpleNamespace(index=i, finished=False) for i in range(3)]
+        cluster._collect_garbage()
+        assert gc.starts == [None]  # nobody finished: a plain GC
+        cluster.workers[2].finished = True
+        cluster._next_gc = 0.0
+        cluster._collect_garbage()
+        assert gc.starts[-1] is not None
+        gc.starts[-1]()  # what the GC's thread runs first
+        assert store.raised == [(7, [2])]
+        for w in cluster.workers:
+            w.finished = True
+        cluster._next_gc = 0.0
+        cluster._collect_garbage()
+        assert gc.starts[-1] is None  # all finished: the end of the run completes it
+    finally:
+        cluster.workers = []
+        cluster.release()
