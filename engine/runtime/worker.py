@@ -287,9 +287,17 @@ class Worker:
                 node.open()
 
     def close(self) -> None:
-        """Close every partition (best effort)."""
+        """Close every partition (best effort), then unlink the nodes from each other.
+
+        Each node knows its producers and its consumers, a cycle per edge: without
+        breaking them, what the nodes hold (every key's state, a sink's list) would
+        outlive the run until the cyclic GC's next full collection, and in-process runs
+        (``run_main``) one after the other would pile up memory and slow down.
+        """
         for node in self.nodes:
             node.close()
+        for node in self.nodes:
+            node.producers = []
 
     def step(self) -> bool:
         """One round: poll inputs, run timers, advance progress. False when finished."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from typing import Any
 
 import cloudpickle
@@ -95,3 +96,60 @@ def test_short_lived_cyclic_garbage_is_reclaimed_during_the_run() -> None:
     assert _Node.peak < 2 * RUN_GC_THRESHOLD0
     gc.collect()
     assert _Node.alive == 0
+
+
+class _Out(list):  # type: ignore[type-arg]
+    """A sink's list that a weak reference can watch."""
+
+
+class _State:
+    """A key's state, watched through a weak reference."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
+def _window_flow(out: list[Any], refs: list[Any]) -> Dataflow:
+    from datetime import UTC, datetime, timedelta
+
+    import engine.operators.windowing as win
+
+    def add(state: _State | None, value: int) -> tuple[_State, int]:
+        state = state or _State()
+        refs.append(weakref.ref(state))
+        state.total += value
+        return state, state.total
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [(f"k{i % 7}", start + timedelta(seconds=i)) for i in range(500)]
+    flow = Dataflow("left")
+    s = op.input("inp", flow, TestingSource(events))
+    keyed = op.map("one", s, lambda kv: (kv[0], 1))
+    op.output("sums", op.stateful_map("sum", keyed, add), TestingSink(out))
+    clock = win.EventClock(lambda e: e[1], wait_for_system_duration=timedelta(0))
+    windows = win.count_window(
+        "count", s, clock, win.TumblingWindower(timedelta(seconds=10), start), lambda e: e[0]
+    )
+    op.output("windows", windows.down, TestingSink(out))
+    return flow
+
+
+def test_a_finished_run_leaves_nothing_for_the_cyclic_gc() -> None:
+    """What the running nodes held (states, windows, a sink's list) goes when the caller
+    drops the flow and the output, not at some later full collection: in-process runs one
+    after the other would otherwise pile up memory and slow down."""
+    out = _Out()
+    refs: list[Any] = []
+    flow = _window_flow(out, refs)
+    gc.collect()
+    gc.disable()
+    try:
+        run_main(flow)
+        assert refs and out
+        sink_list = weakref.ref(out)
+        del flow, out
+        assert sink_list() is None
+        assert all(ref() is None for ref in refs)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
