@@ -145,10 +145,15 @@ class LocalClaims:
         self._next: dict[int, int] = {}
         self._granted: dict[int, int] = {}
 
-    def request(self, step_index: int) -> None:
+    def hand_out(self, step_index: int) -> int:
+        """The next partition index of input step ``step_index`` (the one counter: the
+        supervisor answers every worker's claims with it)."""
         index = self._next.get(step_index, self._start)
         self._next[step_index] = index + 1
-        self._granted[step_index] = index
+        return index
+
+    def request(self, step_index: int) -> None:
+        self._granted[step_index] = self.hand_out(step_index)
 
     def granted(self, step_index: int) -> int | None:
         return self._granted.pop(step_index, None)

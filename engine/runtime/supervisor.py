@@ -44,6 +44,7 @@ from engine.errors import EngineRuntimeError, ItemTypeError, item_repr
 from engine.inputs import Source
 from engine.runtime.metrics import CLUSTER_FRONTIER_SLOT, CounterLayout, WorkerSlot
 from engine.runtime.plan import InputConfig, Plan, PlanStep, compile_plan
+from engine.runtime.ports import LocalClaims
 from engine.runtime.progress import EOF_FRONTIER, FIRST_EPOCH, epoch_interval_seconds
 from engine.runtime.protocol import (
     Aborted,
@@ -227,8 +228,8 @@ class _Cluster:
         self.on_status = on_status
         self._last_status: tuple[float, int, int] = (self.started, 0, 0)
         self._psutil: dict[int, psutil.Process] = {}
-        #: Partitions handed out so far per input step (see :meth:`_grant`).
-        self.claimed: dict[int, int] = {}
+        #: Counts the partitions handed out per input step (see :meth:`_grant`).
+        self.claims = LocalClaims(options.workers)
 
     # -- setup / teardown --------------------------------------------------------------
     def create_segments(self) -> None:
@@ -396,10 +397,8 @@ class _Cluster:
         """Hand ``w`` the next partition of input step ``step_index`` (see
         :class:`~engine.runtime.protocol.Claim`): this loop is the only counter. Worker
         k starts with partition k unasked, so the count starts at the worker count."""
-        index = self.claimed.get(step_index, self.options.workers)
-        self.claimed[step_index] = index + 1
         try:
-            w.conn.send(Grant(step_index, index))
+            w.conn.send(Grant(step_index, self.claims.hand_out(step_index)))
         except OSError:
             pass  # the worker is gone; its exit is handled through its pidfd
 

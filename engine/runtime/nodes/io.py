@@ -42,7 +42,7 @@ class InputNode(Node):
         self._cursor = 0
         #: ``balance_parts``: every partition name, whether a claim is on its way, and
         #: whether all of them have been handed out (to this worker or others).
-        self.claiming = self.stateful and bool(getattr(self.source, "balance_parts", False))
+        self.claiming = self.stateful and self.source.balance_parts
         self._all_parts: list[str] = []
         self._claim_pending = False
         self._claims_done = False
